@@ -1,0 +1,101 @@
+"""Noise schedules of a variance-preserving diffusion and the DDIM timestep grids walked on them.
+
+A schedule is a table of ᾱ(t) for t = 0 … T−1. The extra point t = −1 stands for clean data (ᾱ = 1): it is
+where the last DDIM step lands, as in diffusers with `set_alpha_to_one=True`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import DsdError
+
+SCHEDULE_NAMES = ("linear", "cosine")
+
+
+def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """The DDPM schedule (Ho et al. 2020): β rises linearly."""
+    return np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
+
+
+def cosine_betas(num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """The cosine schedule (Nichol & Dhariwal 2021): ᾱ(t) ∝ cos²(((t/T)+s)/(1+s)·π/2), β capped at max_beta."""
+
+    def f(u: float) -> float:
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+    t = np.arange(num_timesteps, dtype=np.float64)
+    betas = np.array([1 - f((i + 1) / num_timesteps) / f(i / num_timesteps) for i in t])
+    return np.minimum(betas, max_beta)
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """ᾱ(t) of a named schedule, with α, σ and logSNR derived from it."""
+
+    name: str = "linear"
+    num_timesteps: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULE_NAMES:
+            raise DsdError(f"unknown noise schedule {self.name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
+        betas = linear_betas(self.num_timesteps) if self.name == "linear" else cosine_betas(self.num_timesteps)
+        # Index 0 of the padded table is t = −1 (clean data, ᾱ = 1); index t+1 is timestep t.
+        padded = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
+        object.__setattr__(self, "_alpha_bar", torch.from_numpy(padded))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "num_timesteps": self.num_timesteps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NoiseSchedule":
+        return cls(name=d["name"], num_timesteps=int(d["num_timesteps"]))
+
+    def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
+        """ᾱ at integer timesteps t ∈ [−1, T−1] (float64; cast where used)."""
+        t = torch.as_tensor(t, dtype=torch.long)
+        if bool(((t < -1) | (t >= self.num_timesteps)).any()):
+            raise DsdError(f"timestep out of range [-1, {self.num_timesteps - 1}]")
+        return self._alpha_bar.to(t.device)[t + 1]
+
+    def alpha_sigma(self, t: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+        ab = self.alpha_bar(t)
+        return ab.sqrt(), (1 - ab).sqrt()
+
+    def log_snr(self, t: torch.Tensor | int) -> torch.Tensor:
+        """log(ᾱ / (1 − ᾱ)); +inf at t = −1."""
+        ab = self.alpha_bar(t)
+        return torch.log(ab) - torch.log1p(-ab)
+
+
+SPACINGS = ("trailing", "leading")
+
+
+def ddim_timesteps(num_steps: int, num_timesteps: int = 1000, spacing: str = "trailing") -> list[int]:
+    """The N timesteps a DDIM sampler visits, from noisiest to cleanest; the walk ends at t = −1.
+
+    trailing: t_i = round(T·(N−i)/N) − 1, so the first step starts at T−1 and halving N keeps a subset.
+    leading:  t_i = (N−1−i)·(T // N), as diffusers' default (never starts at T−1).
+    """
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise DsdError(f"step count must be a positive integer, got {num_steps!r}")
+    if num_steps > num_timesteps:
+        raise DsdError(f"step count {num_steps} exceeds the schedule's {num_timesteps} timesteps")
+    if spacing == "trailing":
+        i = np.arange(num_steps)
+        grid = np.round(num_timesteps * (num_steps - i) / num_steps).astype(np.int64) - 1
+    elif spacing == "leading":
+        grid = (np.arange(num_steps) * (num_timesteps // num_steps))[::-1].astype(np.int64)
+    else:
+        raise DsdError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(SPACINGS)}")
+    return [int(t) for t in grid]
+
+
+def step_pairs(num_steps: int, num_timesteps: int = 1000, spacing: str = "trailing") -> list[tuple[int, int]]:
+    """The (t, s) pairs of an N-step DDIM walk, the last one landing on s = −1 (clean data)."""
+    grid = ddim_timesteps(num_steps, num_timesteps, spacing)
+    return list(zip(grid, grid[1:] + [-1]))

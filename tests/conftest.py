@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny random model checkpoint and seeded torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsd_core.checkpoint import save_model
+from dsd_core.models import UNet, UNetConfig
+from dsd_core.schedule import NoiseSchedule
+
+TINY = UNetConfig(image_size=8, in_channels=1, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
+                  attention_levels=(1,), num_groups=8)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_model() -> UNet:
+    torch.manual_seed(1)
+    model = UNet(TINY)
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path, tiny_model):
+    return save_model(tmp_path / "tiny.safetensors", tiny_model, NoiseSchedule("linear"), "eps", ema=True,
+                      provenance={"made_by": "test"})
