@@ -1,0 +1,175 @@
+"""Checkpoints: safetensors tensors plus JSON metadata, written atomically, loaded without unpickling.
+
+A model checkpoint is one `.safetensors` file whose metadata key `dsd` holds a JSON object: format version,
+the UNet config, the noise schedule, the prediction type, whether the weights are an EMA, the step count the
+model was distilled for (if any) and its provenance. So `load_model(path)` needs no other argument.
+Training states (model, EMA, optimizer, counters, RNG) use the same container with `kind = "train-state"`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from .atomic import atomic_write_bytes
+from .ddim import check_prediction
+from .errors import DsdError
+from .models import UNet, UNetConfig
+from .schedule import NoiseSchedule
+
+FORMAT_VERSION = 1
+BUILTIN_MODELS = {"digits": "digits.safetensors"}
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write tensors + JSON metadata as one safetensors file, atomically."""
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    return atomic_write_bytes(path, safetensors_bytes(flat, metadata={"dsd": json.dumps(meta)}))
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by `save_tensors`; every way it can be wrong becomes a one-line DsdError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DsdError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # the Rust parser raises several types for truncated/garbage files
+        raise DsdError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from None
+    if "dsd" not in header:
+        raise DsdError(f"{path} is a safetensors file but not a dsd checkpoint (no dsd metadata)")
+    try:
+        meta = json.loads(header["dsd"])
+    except json.JSONDecodeError:
+        raise DsdError(f"{path} has corrupt dsd metadata") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DsdError(f"{path} has checkpoint format {version!r}; this dsd reads format {FORMAT_VERSION}")
+    return tensors, meta
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+@dataclass
+class LoadedModel:
+    """A denoiser and everything needed to sample from it."""
+
+    model: UNet
+    schedule: NoiseSchedule
+    prediction: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def distilled_steps(self) -> int | None:
+        return self.meta.get("distilled_steps")
+
+
+def model_meta(
+    model: UNet,
+    schedule: NoiseSchedule,
+    prediction: str,
+    *,
+    ema: bool,
+    distilled_steps: int | None = None,
+    provenance: dict | None = None,
+) -> dict:
+    return {
+        "kind": "model",
+        "model_type": "unet",
+        "model_config": model.config.to_dict(),
+        "schedule": schedule.to_dict(),
+        "prediction": check_prediction(prediction),
+        "ema": ema,
+        "distilled_steps": distilled_steps,
+        "provenance": provenance or {},
+    }
+
+
+def save_model(path: str | Path, model: UNet, schedule: NoiseSchedule, prediction: str, **info) -> Path:
+    """Save a denoiser for sampling (`info`: ema, distilled_steps, provenance)."""
+    return save_tensors(path, prefixed("model", model.state_dict()), model_meta(model, schedule, prediction, **info))
+
+
+def build_model(meta: dict, path: str | Path = "checkpoint") -> UNet:
+    if meta.get("model_type") != "unet":
+        raise DsdError(f"{path}: unsupported model type {meta.get('model_type')!r}")
+    return UNet(UNetConfig.from_dict(meta["model_config"]))
+
+
+def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load exactly the expected tensors with the expected shapes, or say what does not fit."""
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise DsdError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise DsdError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the config expects {tuple(expected[k].shape)}")
+    module.load_state_dict(state)
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A built-in model name (e.g. `digits`) or a checkpoint path."""
+    name = str(name_or_path)
+    if name in BUILTIN_MODELS:
+        return Path(str(resources.files("dsd_core.assets").joinpath(BUILTIN_MODELS[name])))
+    return Path(name)
+
+
+def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model checkpoint (or a built-in by name) ready for sampling, in eval mode."""
+    path = resolve_model_path(name_or_path)
+    if not path.exists() and str(name_or_path) not in BUILTIN_MODELS and "/" not in str(name_or_path) and not path.suffix:
+        raise DsdError(f"unknown model {name_or_path!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) nor a file")
+    tensors, meta = load_tensors(path, device)
+    if meta.get("kind") != "model":
+        raise DsdError(f"{path} is a dsd {meta.get('kind', 'unknown')} file, not a model checkpoint")
+    try:
+        model = build_model(meta, path)
+        schedule = NoiseSchedule.from_dict(meta["schedule"])
+        prediction = check_prediction(meta["prediction"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DsdError(f"{path}: incomplete or invalid model metadata ({exc})") from None
+    load_state_dict(model, unprefixed("model", tensors), path)
+    return LoadedModel(model.to(device).eval(), schedule, prediction, meta)
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state as flat tensors plus JSON (param groups and scalar entries)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, entry in sd["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for flat, value in list(tensors.items()) + list(meta["scalars"].items()):
+        idx, key = flat.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    # JSON turned tuples (Adam's betas) into lists; give them back their type
+    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+              for g in meta["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
