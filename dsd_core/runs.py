@@ -1,0 +1,68 @@
+"""A run directory: `config.json`, an append-only `events.jsonl`, `checkpoints/` and `samples/`.
+
+Front ends follow a run by reading its event log, one JSON object per line, so the log is flushed per event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .atomic import atomic_write_bytes
+from .errors import DsdError
+
+
+class RunDir:
+    """Creates (or reopens, for resume) the folders of a run and appends its events."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        try:
+            for sub in ("", "checkpoints", "samples"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DsdError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def events_path(self) -> Path:
+        return self.root / "events.jsonl"
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_bytes(self.root / "config.json", json.dumps(config, indent=2).encode())
+
+    def read_config(self) -> dict:
+        path = self.root / "config.json"
+        if not path.is_file():
+            raise DsdError(f"{self.root} is not a run folder (no config.json)")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise DsdError(f"{path} is corrupt") from None
+
+    def event(self, kind: str, **fields) -> None:
+        line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields})
+        try:
+            with open(self.events_path, "a") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            raise DsdError(f"cannot append to {self.events_path}: {exc.strerror or exc}") from None
+
+
+def read_events(path: str | Path) -> list[dict]:
+    """Every complete event of a log; a torn last line (a run killed mid-write) is ignored."""
+    events = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events

@@ -1,0 +1,46 @@
+"""Sampling a model: reproducible initial noise and the batched DDIM sampler around `ddim.ddim_sample`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .ddim import ddim_sample
+from .schedule import step_pairs
+
+
+def initial_noise(seed: int, num: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normals from numpy's PCG64, so the same noise can be drawn without torch (e.g. for ONNX)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return rng.standard_normal((num, *shape)).astype(np.float32)
+
+
+@torch.no_grad()
+def sample(
+    loaded: LoadedModel,
+    steps: int,
+    num: int = 64,
+    seed: int = 0,
+    batch: int = 256,
+    device: str | torch.device = "cpu",
+    spacing: str = "trailing",
+    clip_x0: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """`num` images in [−1, 1] on the CPU. All noise is drawn up front, so the batch size never changes
+    the images."""
+    cfg = loaded.model.config
+    noise = torch.from_numpy(initial_noise(seed, num, (cfg.in_channels, cfg.image_size, cfg.image_size)))
+    pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
+    model = loaded.model.to(device).eval()
+    out = []
+    for start in range(0, num, batch):
+        x = noise[start : start + batch].to(device)
+        x = ddim_sample(model, x, pairs, loaded.schedule, loaded.prediction, clip_x0)
+        out.append(x.clamp(-1, 1).cpu())
+        if on_batch is not None:
+            on_batch(x.shape[0])
+    return torch.cat(out) if out else noise[:0]
