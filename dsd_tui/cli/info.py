@@ -1,0 +1,42 @@
+"""`dsd info`: what a checkpoint is — architecture, size, schedule, prediction, provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import typer
+from rich.table import Table
+
+from dsd_core.checkpoint import load_model, resolve_model_path
+from dsd_core.models import count_parameters
+
+from .common import console, user_errors
+
+
+def info(
+    model: str = typer.Argument("digits", help="Built-in name or checkpoint path."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Describe a model checkpoint."""
+    with user_errors():
+        loaded = load_model(model)
+        path = resolve_model_path(model)
+        facts = {
+            "path": str(path),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "parameters": count_parameters(loaded.model),
+            "prediction": loaded.prediction,
+            "schedule": loaded.schedule.to_dict(),
+            "ema": loaded.meta.get("ema"),
+            "distilled_steps": loaded.distilled_steps,
+            "model_config": loaded.model.config.to_dict(),
+            "provenance": loaded.meta.get("provenance", {}),
+        }
+        if as_json:
+            print(json.dumps(facts, indent=2))
+            return
+        table = Table(title=f"dsd model {model}", show_header=False)
+        for key, value in facts.items():
+            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        console.print(table)

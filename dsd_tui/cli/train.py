@@ -1,0 +1,78 @@
+"""`dsd train`: standard denoising training of the built-in UNet on the digits or an image folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import TextColumn
+
+from dsd_core.data import load_dataset
+from dsd_core.errors import DsdError
+from dsd_core.models import UNetConfig, count_parameters
+from dsd_core.runs import RunDir
+from dsd_core.train import TrainConfig, Trainer
+
+from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise DsdError(f"--{name} must be comma-separated integers, got {text!r}") from None
+
+
+def train(
+    data: str = typer.Option(None, "--data", help="'digits' (the shipped 8×8 digits) or a folder of images."),
+    out: Path = typer.Option(None, "--out", help="Run folder: config, events, checkpoints, samples, model."),
+    steps: int = typer.Option(TrainConfig.steps, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(TrainConfig.batch, "--batch", help="Images per step."),
+    lr: float = typer.Option(TrainConfig.lr, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(TrainConfig.seed, "--seed"),
+    ema: float = typer.Option(TrainConfig.ema_decay, "--ema", help="EMA decay of the saved weights."),
+    prediction: str = typer.Option(TrainConfig.prediction, "--prediction", help="eps, x0 or v."),
+    schedule: str = typer.Option(TrainConfig.schedule, "--schedule", help="Noise schedule: linear or cosine."),
+    channels: int = typer.Option(UNetConfig.base_channels, "--channels", help="UNet base channels."),
+    mults: str = typer.Option("1,2,2", "--mults", help="Channel multipliers, one per resolution."),
+    res_blocks: int = typer.Option(UNetConfig.num_res_blocks, "--res-blocks", help="ResBlocks per resolution."),
+    attention: str = typer.Option("2", "--attention", help="Resolution levels with self-attention, e.g. '2' or ''."),
+    image_size: int = typer.Option(None, "--image-size", help="Resize folder images to this size."),
+    sample_every: int = typer.Option(TrainConfig.sample_every, "--sample-every", help="Steps between sample grids."),
+    checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, "--checkpoint-every"),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
+    device: str = DeviceOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Train a denoiser from scratch; the EMA weights end up in OUT/model.safetensors."""
+    with user_errors():
+        dev = setup_device(device, threads)
+        if resume is not None:
+            saved = RunDir(resume).read_config() if resume.is_dir() else None
+            if saved is None or saved.get("command") != "train":
+                raise DsdError(f"{resume} is not a training run folder")
+            data, out = saved["data_spec"], resume
+            cfg = TrainConfig(**saved["train"])
+            model_cfg = UNetConfig.from_dict(saved["model_config"])
+        else:
+            if data is None or out is None:
+                raise DsdError("give --data and --out (or --resume RUN_DIR)")
+            cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ema_decay=ema, prediction=prediction,
+                              schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every)
+        images, data_name = load_dataset(data, image_size)
+        if resume is None:
+            model_cfg = UNetConfig(image_size=images.shape[-1], in_channels=images.shape[1], base_channels=channels,
+                                   channel_mults=_ints(mults, "mults"), num_res_blocks=res_blocks,
+                                   attention_levels=_ints(attention, "attention"))
+        trainer = Trainer(images, model_cfg, cfg, out, dev, data_name=data_name, data_spec=data)
+        console.print(
+            f"training {count_parameters(trainer.model):,} parameters on {images.shape[0]} images "
+            f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, device {dev}"
+        )
+        start = time.time()
+        with progress_bar(TextColumn("loss {task.fields[loss]:.4f}")) as bar:
+            task = bar.add_task("train", total=cfg.steps, loss=float("nan"), completed=0)
+            path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=loss),
+                                    resume=resume is not None)
+        console.print(f"wrote {path} ({time.time() - start:.0f} s)")

@@ -1,0 +1,98 @@
+"""The `dsd` command end to end through Typer's runner: outputs, and one-line errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from dsd_tui.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, needle):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_sample_default_model_to_npz(tmp_path):
+    out = tmp_path / "s.npz"
+    result = run("sample", "--steps", 2, "--num", 6, "--seed", 1, out)
+    assert result.exit_code == 0, result.output
+    arr = np.load(out)["arr_0"]
+    assert arr.shape == (6, 8, 8, 1) and arr.dtype == np.uint8
+    again = tmp_path / "again.npz"
+    run("sample", "--steps", 2, "--num", 6, "--seed", 1, "--batch", 4, again)
+    assert np.abs(np.load(again)["arr_0"].astype(int) - arr.astype(int)).max() <= 1
+
+
+def test_sample_grid_and_folder(tiny_ckpt, tmp_path):
+    assert run("sample", "--model", tiny_ckpt, "--steps", 3, "--num", 4, tmp_path / "g.png").exit_code == 0
+    assert Image.open(tmp_path / "g.png").size == (140, 140)  # 2×2 tiles of 64 px, 4 px gaps
+    assert run("sample", "-m", tiny_ckpt, "-s", 3, "-n", 3, tmp_path / "imgs").exit_code == 0
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
+
+
+def test_info_json(tiny_ckpt):
+    result = run("info", tiny_ckpt, "--json")
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.stdout)
+    assert facts["prediction"] == "eps" and facts["parameters"] > 0 and len(facts["sha256"]) == 64
+    assert run("info", "digits").exit_code == 0
+
+
+def test_train_then_resume_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", out, "--steps", 3, "--batch", 8, "--channels", 16,
+            "--mults", "1,2", "--attention", "", "--checkpoint-every", 2, "--sample-every", 3]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").is_file() and list((out / "samples").glob("*.png"))
+    result = run("train", "--resume", out)  # already finished: resumes at step 3 and ends at once
+    assert result.exit_code == 0, result.output
+
+
+def test_missing_checkpoint(tmp_path):
+    assert_one_line_error(run("sample", "--model", tmp_path / "x.safetensors", tmp_path / "o.png"), "not found")
+
+
+def test_corrupt_checkpoint(tiny_ckpt, tmp_path):
+    tiny_ckpt.write_bytes(tiny_ckpt.read_bytes()[:100])
+    assert_one_line_error(run("sample", "--model", tiny_ckpt, tmp_path / "o.png"), "not a readable safetensors")
+    assert_one_line_error(run("info", tiny_ckpt), "not a readable safetensors")
+
+
+@pytest.mark.parametrize("steps", [0, -1, 5000])
+def test_impossible_step_counts(steps, tmp_path):
+    assert_one_line_error(run("sample", "--steps", steps, tmp_path / "o.png"), "step count")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_data_folder_without_images(tmp_path):
+    (tmp_path / "data").mkdir()
+    result = run("train", "--data", tmp_path / "data", "--out", tmp_path / "run", "--steps", 1)
+    assert_one_line_error(result, "no readable images")
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert_one_line_error(run("sample", "--steps", 1, "--num", 1, blocker / "o.png"), "cannot write")
+    assert_one_line_error(run("sample", "--steps", 1, tmp_path / "o.jpg"), "must end in")
+
+
+def test_cuda_request_without_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert_one_line_error(run("sample", "--device", "cuda", tmp_path / "o.png"), "no CUDA GPU")
