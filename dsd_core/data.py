@@ -37,15 +37,15 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels[idx].astype(np.int64))
 
 
-def load_image_folder(path: str | Path, size: int | None = None, channels: int | None = None) -> torch.Tensor:
-    """All images under `path` (recursively), as (N, C, size, size) in [−1, 1].
+def read_image_folder(path: str | Path, size: int | None = None, channels: int | None = None) -> np.ndarray:
+    """All images under `path` (recursively, sorted by path) as uint8 (N, size, size, C), pixel values exact.
 
-    `size` defaults to the first image's width (images are resized to square with Lanczos); `channels`
+    `size` defaults to the first image's width (other sizes are resized to square with Lanczos); `channels`
     (1 or 3) defaults to 1 if every image is greyscale, else 3. Unreadable files are skipped with a warning.
     """
     root = Path(path)
     if not root.is_dir():
-        raise DsdError(f"data folder not found: {root}")
+        raise DsdError(f"image folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     images: list[Image.Image] = []
     for file in files:
@@ -68,9 +68,19 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int |
         im = im.convert(mode)
         if im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.LANCZOS)
-        a = np.asarray(im, dtype=np.float32)
-        arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[..., None] if channels == 1 else a)
+    return np.stack(arrays)
+
+
+def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) → float32 (N, C, H, W) in [−1, 1]; the inverse of `images.to_uint8`."""
+    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
+
+
+def load_image_folder(path: str | Path, size: int | None = None, channels: int | None = None) -> torch.Tensor:
+    """`read_image_folder` as training data: (N, C, size, size) in [−1, 1]."""
+    return uint8_to_tensor(read_image_folder(path, size, channels))
 
 
 def load_dataset(spec: str, size: int | None = None) -> tuple[torch.Tensor, str]:

@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .ddim import ddim_sample
+from .nfe import NFECounter
 from .schedule import step_pairs
 
 
@@ -29,13 +30,16 @@ def sample(
     spacing: str = "trailing",
     clip_x0: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    counter: NFECounter | None = None,
 ) -> torch.Tensor:
     """`num` images in [−1, 1] on the CPU. All noise is drawn up front, so the batch size never changes
-    the images."""
+    the images. Pass an `NFECounter` to count the network evaluations."""
     cfg = loaded.model.config
     noise = torch.from_numpy(initial_noise(seed, num, (cfg.in_channels, cfg.image_size, cfg.image_size)))
     pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
     model = loaded.model.to(device).eval()
+    if counter is not None:
+        model = counter.wrap(model)
     out = []
     for start in range(0, num, batch):
         x = noise[start : start + batch].to(device)

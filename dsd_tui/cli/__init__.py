@@ -2,13 +2,15 @@
 
 import typer
 
+from .classifier import train_classifier
+from .evaluate import eval_command
 from .info import info
 from .sample import sample
 from .train import train
 
 app = typer.Typer(
     name="dsd",
-    help="Direct self-distillation of diffusion models: train, sample, inspect.",
+    help="Direct self-distillation of diffusion models: train, sample, evaluate, inspect.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -16,6 +18,8 @@ app = typer.Typer(
 app.command()(train)
 app.command()(sample)
 app.command()(info)
+app.command("train-classifier")(train_classifier)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

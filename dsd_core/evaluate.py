@@ -1,0 +1,104 @@
+"""One evaluation path for every score dsd reports: samples and a real reference through the same feature
+extractor, Fréchet distance, precision/recall (k = 3) and density/coverage, with the real-data floor — the
+same metrics for held-out real images — computed beside them.
+
+Images enter as uint8 (N, H, W, C), exactly what `dsd sample` writes, whether they come from an `.npz`, a
+folder of PNGs or straight from the sampler; nothing is resized or re-quantised on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_digits, read_image_folder
+from .errors import DsdError
+from .features import DigitsFeatures, FeatureExtractor
+from .images import to_uint8
+from .metrics import density_coverage, fd, precision_recall
+
+REFERENCE_SPLIT_SEED = 0
+
+
+@dataclass
+class Reference:
+    """Real images that samples are compared with, and held-out real images that give the floor."""
+
+    name: str
+    images: np.ndarray
+    held_out: np.ndarray
+
+
+def read_samples(path: str | Path) -> np.ndarray:
+    """uint8 (N, H, W, C) from an `.npz` (key `arr_0`, the standard sample archive) or a folder of images."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path)
+    if not path.is_file():
+        raise DsdError(f"samples not found: {path}")
+    if path.suffix.lower() != ".npz":
+        raise DsdError(f"samples must be an .npz (arr_0) or a folder of images, got {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "arr_0" not in archive:
+                raise DsdError(f"{path} has no arr_0 (keys: {', '.join(archive.files)})")
+            images = archive["arr_0"]
+    except (OSError, ValueError) as exc:
+        raise DsdError(f"{path} is not a readable .npz: {exc}") from None
+    if images.dtype != np.uint8:
+        raise DsdError(f"{path}: arr_0 must be uint8 pixels 0..255, got {images.dtype}")
+    if images.ndim == 3:  # (N, H, W): greyscale without a channel axis
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DsdError(f"{path}: arr_0 must be N×H×W×C with C = 1 or 3, got shape {images.shape}")
+    return images
+
+
+def digits_reference() -> Reference:
+    """The digits the default model was trained on, with the held-out test split as the floor."""
+    return Reference("digits", to_uint8(load_digits("train")[0]), to_uint8(load_digits("test")[0]))
+
+
+def folder_reference(path: str | Path) -> Reference:
+    """Real images from a folder or npz, split in two halves by a fixed seed: one to compare with, one as floor."""
+    images = read_samples(path)
+    if len(images) < 8:
+        raise DsdError(f"reference {path} has {len(images)} images; at least 8 are needed")
+    order = np.random.default_rng(REFERENCE_SPLIT_SEED).permutation(len(images))
+    half = len(images) // 2
+    return Reference(str(path), images[np.sort(order[half:])], images[np.sort(order[:half])])
+
+
+def get_reference(spec: str) -> Reference:
+    return digits_reference() if spec == "digits" else folder_reference(spec)
+
+
+def scores(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3) -> dict:
+    precision, recall = precision_recall(real_feats, fake_feats, k=k)
+    density, coverage = density_coverage(real_feats, fake_feats, k=5)
+    return {"fd": fd(real_feats, fake_feats), "precision": precision, "recall": recall,
+            "density": density, "coverage": coverage}
+
+
+def evaluate(samples: np.ndarray, reference: Reference, features: FeatureExtractor) -> dict:
+    """Scores of `samples` against `reference`, and the floor (held-out real images scored the same way).
+
+    FD is biased upwards at small n, so `fd_at_floor_n` also scores the first n_floor samples: the number
+    to put next to the floor's FD.
+    """
+    ref, held = reference.images, reference.held_out
+    if samples.shape[1:] != ref.shape[1:]:
+        raise DsdError(f"samples are {samples.shape[1:]} images but the reference {reference.name} is {ref.shape[1:]}")
+    if len(samples) < 10:
+        raise DsdError(f"need at least 10 samples to evaluate, got {len(samples)}")
+    ref_f, held_f, sample_f = features(ref), features(held), features(samples)
+    result = {"n": len(samples), "reference": reference.name, "n_reference": len(ref), "features": features.name}
+    result.update(scores(ref_f, sample_f))
+    result["fd_at_floor_n"] = fd(ref_f, sample_f[: len(held)]) if len(samples) >= len(held) else None
+    result["floor"] = {"n": len(held), **scores(ref_f, held_f)}
+    if isinstance(features, DigitsFeatures):
+        labels = features.classify(samples)[1]
+        result["class_counts"] = np.bincount(labels, minlength=10).tolist()
+    return result

@@ -1,0 +1,86 @@
+"""`dsd eval`: score samples (an npz, a folder, or a model sampled on the spot) against real images."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dsd_core.atomic import atomic_write_bytes
+from dsd_core.checkpoint import load_model
+from dsd_core.errors import DsdError
+from dsd_core.evaluate import evaluate, get_reference, read_samples
+from dsd_core.features import get_extractor
+from dsd_core.images import to_uint8
+from dsd_core.nfe import NFECounter
+from dsd_core.sampling import sample
+
+from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+
+METRICS = ("fd", "precision", "recall", "density", "coverage")
+
+
+def _table(result: dict) -> Table:
+    floor = result["floor"]
+    table = Table(title=f"{result['n']} samples vs {result['n_reference']} real ({result['reference']}, "
+                        f"{result['features']} features)")
+    table.add_column("metric")
+    table.add_column(f"samples (n={result['n']})", justify="right")
+    table.add_column(f"real floor (n={floor['n']})", justify="right")
+    for m in METRICS:
+        table.add_row(m, f"{result[m]:.4f}", f"{floor[m]:.4f}")
+    if result.get("fd_at_floor_n") is not None:
+        table.add_row(f"fd, first {floor['n']} samples", f"{result['fd_at_floor_n']:.4f}", f"{floor['fd']:.4f}")
+    return table
+
+
+def eval_command(
+    samples: Path = typer.Argument(None, help="An .npz (arr_0, N×H×W×C uint8) or a folder of images."),
+    model: str = typer.Option(None, "--model", "-m", help="Sample this model instead (name or checkpoint)."),
+    steps: int = typer.Option(None, "--steps", "-s", help="With --model: DDIM steps (default: distilled, else 64)."),
+    num: int = typer.Option(1000, "--num", "-n", help="With --model: number of samples."),
+    seed: int = typer.Option(0, "--seed", help="With --model: noise seed."),
+    batch: int = typer.Option(256, "--batch", help="With --model: images per network call."),
+    reference: str = typer.Option("digits", "--reference", help="'digits' or real images (.npz or folder)."),
+    features: str = typer.Option("digits", "--features", help="digits or inception."),
+    inception: Path = typer.Option(None, "--inception", help="FID Inception weights file (for --features inception)."),
+    json_out: str = typer.Option(None, "--json", help="Also write the result as one JSON object to this file ('-': stdout)."),
+    device: str = DeviceOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Fréchet distance, precision/recall and density/coverage of samples, beside the real-data floor."""
+    with user_errors():
+        if (samples is None) == (model is None):
+            raise DsdError("give either SAMPLES (an .npz or a folder) or --model M [--steps N --num K]")
+        dev = setup_device(device, threads)
+        extractor = get_extractor(features, inception, dev)
+        ref = get_reference(reference)
+        info: dict = {}
+        if model is not None:
+            loaded = load_model(model, dev)
+            steps = steps if steps is not None else (loaded.distilled_steps or 64)
+            if num < 10:
+                raise DsdError(f"--num must be at least 10 to evaluate, got {num}")
+            counter = NFECounter()
+            start = time.perf_counter()
+            with progress_bar() as bar:
+                task = bar.add_task(f"sample {steps} steps", total=num)
+                images = sample(loaded, steps, num, seed, batch, dev, on_batch=lambda n: bar.advance(task, n),
+                                counter=counter)
+            info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num),
+                    "sample_seconds": round(time.perf_counter() - start, 3)}
+            images = to_uint8(images)
+        else:
+            images = read_samples(samples)
+            info = {"samples": str(samples), "steps": None, "nfe": None}
+        result = {**info, **evaluate(images, ref, extractor)}
+        console.print(_table(result))
+        if info.get("nfe") is not None:
+            console.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
+        if json_out == "-":
+            print(json.dumps(result))
+        elif json_out:
+            atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
