@@ -25,7 +25,8 @@ from .models import UNet, UNetConfig
 from .schedule import NoiseSchedule
 
 FORMAT_VERSION = 1
-BUILTIN_MODELS = {"digits": "digits.safetensors"}
+# Shipped models: the undistilled default and its DSD-distilled versions, one per step count.
+BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2")}
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -125,19 +126,32 @@ def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str
     module.load_state_dict(state)
 
 
+def builtin_path(name: str) -> Path:
+    return Path(str(resources.files("dsd_core.assets").joinpath(BUILTIN_MODELS[name])))
+
+
+def available_builtins() -> list[str]:
+    return [name for name in BUILTIN_MODELS if builtin_path(name).is_file()]
+
+
+def default_model(steps: int | None) -> str:
+    """What `dsd sample` uses without --model: the shipped model distilled for `steps`, else `digits`."""
+    name = f"digits-dsd{steps}"
+    return name if name in BUILTIN_MODELS and builtin_path(name).is_file() else "digits"
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """A built-in model name (e.g. `digits`) or a checkpoint path."""
     name = str(name_or_path)
-    if name in BUILTIN_MODELS:
-        return Path(str(resources.files("dsd_core.assets").joinpath(BUILTIN_MODELS[name])))
-    return Path(name)
+    return builtin_path(name) if name in BUILTIN_MODELS else Path(name)
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model checkpoint (or a built-in by name) ready for sampling, in eval mode."""
     path = resolve_model_path(name_or_path)
-    if not path.exists() and str(name_or_path) not in BUILTIN_MODELS and "/" not in str(name_or_path) and not path.suffix:
-        raise DsdError(f"unknown model {name_or_path!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) nor a file")
+    looks_like_a_name = "/" not in str(name_or_path) and not path.suffix
+    if not path.exists() and looks_like_a_name:
+        raise DsdError(f"unknown model {name_or_path!r}: not a built-in ({', '.join(available_builtins())}) nor a file")
     tensors, meta = load_tensors(path, device)
     if meta.get("kind") != "model":
         raise DsdError(f"{path} is a dsd {meta.get('kind', 'unknown')} file, not a model checkpoint")

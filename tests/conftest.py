@@ -9,6 +9,10 @@ from dsd_core.checkpoint import save_model
 from dsd_core.models import UNet, UNetConfig
 from dsd_core.schedule import NoiseSchedule
 
+# One thread: tiny models gain nothing from more, and two multi-threaded torch processes on a 2-core machine
+# (a test run beside a benchmark) slow each other down by an order of magnitude.
+torch.set_num_threads(1)
+
 TINY = UNetConfig(image_size=8, in_channels=1, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
                   attention_levels=(1,), num_groups=8)
 

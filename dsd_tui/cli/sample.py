@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dsd_core.checkpoint import load_model
+from dsd_core.checkpoint import default_model, load_model
 from dsd_core.images import check_writable, output_kind, to_uint8, write_samples
 from dsd_core.errors import DsdError
 from dsd_core.sampling import sample as sample_images
@@ -17,7 +17,8 @@ from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_de
 
 def sample(
     out: Path = typer.Argument(..., help="OUT.png (a grid), OUT.npz (arr_0: N×H×W×C uint8) or a folder."),
-    model: str = typer.Option("digits", "--model", "-m", help="Built-in name or checkpoint path."),
+    model: str = typer.Option(None, "--model", "-m",
+                              help="Built-in name or checkpoint path (default: digits-dsdN for --steps N if shipped, else digits)."),
     steps: int = typer.Option(None, "--steps", "-s", help="DDIM steps (default: the distilled count, else 64)."),
     num: int = typer.Option(64, "--num", "-n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise (numpy PCG64)."),
@@ -38,6 +39,7 @@ def sample(
         output_kind(out)
         check_writable(out)
         dev = setup_device(device, threads)
+        model = model or default_model(steps)
         loaded = load_model(model, dev)
         steps = steps if steps is not None else (loaded.distilled_steps or 64)
         start = time.perf_counter()
@@ -48,6 +50,6 @@ def sample(
         elapsed = time.perf_counter() - start
         path = write_samples(to_uint8(images), out)
         console.print(
-            f"wrote {num} images ({steps} steps, seed {seed}) to {path} — "
+            f"wrote {num} images (model {model}, {steps} steps, seed {seed}) to {path} — "
             f"{elapsed:.2f} s, {1000 * elapsed / num:.2f} ms/image on {dev}"
         )

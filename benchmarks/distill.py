@@ -1,0 +1,116 @@
+"""DSD variants on the default model: quality at 8/4/2 steps against their cost, into docs/benchmarks.md.
+
+    python benchmarks/distill.py [--updates 3000] [--num 1000] [--only NAME ...] [--write]
+
+Each row is one line in ROWS: a distillation (a `DistillConfig`) and the step counts to score it at. A run to
+2 steps with the iterative scheduler leaves snapshots for 8 and 4 steps on the way, so one run scores all
+three. Every run and every evaluation shares the seeds; the undistilled model is scored beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dsd_core.checkpoint import load_model
+from dsd_core.distill.runner import DistillConfig, Distiller, load_base
+from dsd_core.evaluate import digits_reference, evaluate
+from dsd_core.features import DigitsFeatures
+from dsd_core.images import to_uint8
+from dsd_core.sampling import sample
+
+from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
+
+START, END = "<!-- distill:start -->", "<!-- distill:end -->"
+
+
+@dataclass
+class Row:
+    name: str
+    config: dict = field(default_factory=dict)
+    scores_at: tuple[int, ...] = (8, 4, 2)
+
+
+ROWS = [
+    Row("dsd iterative 64→2", dict(schedule="iterative", n_from=64, n_to=2)),
+    Row("dsd naive →8", dict(schedule="naive", n_to=8), (8,)),
+    Row("dsd gradual-linear 64→8", dict(schedule="gradual-linear", n_from=64, n_to=8), (8,)),
+    Row("dsd gradual-exp 64→8", dict(schedule="gradual-exp", n_from=64, n_to=8), (8,)),
+    Row("dsd iterative 64→8", dict(schedule="iterative", n_from=64, n_to=8), (8,)),
+    Row("dsd iterative 64→8 lockstep (authors)", dict(schedule="iterative", n_from=64, n_to=8, lockstep=True), (8,)),
+]
+
+
+def score(model_path, steps: int, num: int, ref, feats) -> dict:
+    return evaluate(to_uint8(sample(load_model(model_path), steps, num, seed=0, batch=250)), ref, feats)
+
+
+def run(updates: int, num: int, only: list[str] | None) -> list[dict]:
+    ref, feats = digits_reference(), DigitsFeatures()
+    out = [{"name": "undistilled", "steps": s, "updates": 0, "nfe_per_update": 0, "wall": 0.0,
+            **score("digits", s, num, ref, feats)} for s in (8, 4, 2)]
+    for row in ROWS:
+        if only and row.name not in only:
+            continue
+        cfg = DistillConfig(**{"updates": updates, "sample_every": 10**9, "checkpoint_every": 10**9, **row.config})
+        base, name, sha = load_base("digits", torch.device("cpu"))
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Distiller(base, cfg, tmp, torch.device("cpu"), name, sha)
+            d.run_loop()
+            for steps in row.scores_at:
+                path = Path(tmp) / ("model.safetensors" if steps == cfg.n_to else f"model-{steps}steps.safetensors")
+                r = score(path, steps, num, ref, feats)
+                out.append({"name": row.name, "steps": steps, "updates": updates, "nfe_per_update": 2 * cfg.batch,
+                            "wall": d.elapsed, "skipped": d.skipped, **r})
+                print(f"{row.name} @ {steps}: fd {r['fd']:.2f} precision {r['precision']:.3f} "
+                      f"recall {r['recall']:.3f} ({d.elapsed:.0f} s)", flush=True)
+    return out
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| method | steps | FD | precision | recall | updates | NFE/update | distil wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (-r["steps"], r["name"] != "undistilled", r["fd"])):
+        lines.append(f"| {r['name']} | {r['steps']} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} "
+                     f"| {r['updates']} | {r['nfe_per_update']} | {r['wall']:.0f} |")
+    floor = results[0]["floor"]
+    lines.append(f"| real held-out digits (floor, n={floor['n']}) | — | {floor['fd']:.2f} | {floor['precision']:.3f} "
+                 f"| {floor['recall']:.3f} | — | — | — |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=3000)
+    parser.add_argument("--num", type=int, default=1000)
+    parser.add_argument("--only", nargs="*", help="row names to run")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args.updates, args.num, args.only)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    text = (f"Command: `python benchmarks/distill.py --updates {args.updates} --num {args.num} --write` — "
+            f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+            f"batch 64, lr 1e-5, authors' weight, EMA 0.999, x0 clipped; peak RSS {peak_mb:.0f} MB. "
+            f"FD with the digits classifier's features, n = {args.num} samples vs the 1500 training digits.\n\n"
+            + table(results))
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(results, default=str, indent=1))
+    if args.write:
+        write_section(text, START, END)
+
+
+if __name__ == "__main__":
+    main()

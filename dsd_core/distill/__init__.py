@@ -1,0 +1,1 @@
+"""Distillation: the DSD update, step schedulers and the step-frequency histogram, and the run loop."""

@@ -1,0 +1,68 @@
+"""The DSD update: one student step with gradient, one teacher step without, on the model's own trajectory.
+
+For trajectories parked at t_2k (pool), with the same network as student and teacher (or a frozen copy for
+TSD, or the EMA with `--ema-teacher`):
+
+    x0̂_s = x0̂_θ(x_{t_2k}, t_2k)                     student, with gradient
+    x_{t_2k+1} = DDIM(x_{t_2k}; x0̂_s) (detached)
+    x0̂_T = x0̂_teacher(x_{t_2k+1}, t_2k+1)            teacher, no gradient
+    x_{t_2k+2} = DDIM(x_{t_2k+1}; x0̂_T)              where the trajectory continues
+    loss = mean_i w(t_2k,i) · mean_pixels (x0̂_s − x0̂_T)²
+
+Two network evaluations per trajectory and update. The teacher's x0̂ (and every DDIM step) is clipped to
+[−1, 1] when `clip_x0`; the student's x0̂ in the loss is not, so its gradient never vanishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..ddim import ddim_step, pred_to_x0_eps
+from ..errors import DsdError
+from ..schedule import NoiseSchedule
+
+WEIGHTS = ("authors", "snr-trunc", "constant")
+
+
+def loss_weight(kind: str, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """authors: max(logSNR, 1); snr-trunc: max(SNR, 1) (progressive distillation's); constant: 1."""
+    if kind == "authors":
+        return schedule.log_snr(t).clamp(min=1.0)
+    if kind == "snr-trunc":
+        return schedule.log_snr(t).exp().clamp(min=1.0)
+    if kind == "constant":
+        return torch.ones(t.shape, dtype=torch.float64, device=t.device)
+    raise DsdError(f"unknown loss weight {kind!r}; choose one of {', '.join(WEIGHTS)}")
+
+
+@dataclass
+class PairResult:
+    loss: torch.Tensor  # scalar, with gradient
+    per_sample: torch.Tensor  # (B,) weighted losses, detached
+    x_next: torch.Tensor  # x_{t_2k+2}, detached: where each trajectory continues
+
+
+def dsd_pair_loss(
+    student: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    teacher: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    t_mid: torch.Tensor,
+    t_next: torch.Tensor,
+    schedule: NoiseSchedule,
+    prediction: str,
+    weight: str = "authors",
+    clip_x0: bool = True,
+) -> PairResult:
+    """The loss of one batch of pairs (per-sample timesteps t > t_mid > t_next, t_next = −1 for data)."""
+    pred_s = student(x, t)
+    x0_s, _ = pred_to_x0_eps(pred_s, x, t, schedule, prediction)
+    with torch.no_grad():
+        x_mid = ddim_step(pred_s.detach(), x, t, t_mid, schedule, prediction, clip_x0).prev_sample
+        step_t = ddim_step(teacher(x_mid, t_mid), x_mid, t_mid, t_next, schedule, prediction, clip_x0)
+    err = (x0_s.float() - step_t.pred_x0.float()).pow(2).flatten(1).mean(1)
+    per_sample = loss_weight(weight, t, schedule).to(err.dtype) * err
+    return PairResult(per_sample.mean(), per_sample.detach(), step_t.prev_sample.detach())

@@ -1,0 +1,294 @@
+"""A distillation run: stages from a step scheduler, a trajectory pool, the update of the chosen method,
+EMA, events, previews and resumable checkpoints in a run directory.
+
+Every random number comes from one seeded generator whose state is checkpointed together with the model, EMA,
+optimizer, pool, histogram and counters, so on the CPU a run resumed after a kill ends bit-identical to an
+uninterrupted one. A non-finite loss skips the update (no optimizer or EMA step), sends the affected
+trajectories back to fresh noise and is logged; the weights that reach a checkpoint are always finite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..checkpoint import (
+    LoadedModel,
+    load_state_dict,
+    load_tensors,
+    optimizer_state,
+    prefixed,
+    resolve_model_path,
+    restore_optimizer,
+    save_model,
+    save_tensors,
+    unprefixed,
+)
+from ..ema import EMA
+from ..errors import DsdError
+from ..images import to_uint8, write_samples
+from ..runs import RunDir
+from ..sampling import sample
+from .dsd import WEIGHTS, dsd_pair_loss
+from .pool import TrajectoryPool
+from .stepping import Stage, StepHistogram, build_stages
+
+STATE_FILE = "state.safetensors"
+MODEL_FILE = "model.safetensors"
+METHODS = ("dsd",)
+MAX_NAN_STREAK = 20
+
+
+@dataclass
+class DistillConfig:
+    method: str = "dsd"
+    schedule: str = "iterative"
+    n_from: int = 64
+    n_to: int = 8
+    updates: int = 4000
+    batch: int = 64
+    lr: float = 1e-5
+    weight: str = "authors"
+    ema_decay: float = 0.999
+    ema_teacher: bool = False
+    lockstep: bool = False
+    grad_clip: float = 1.0
+    clip_x0: bool = True
+    seed: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    histogram_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise DsdError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.weight not in WEIGHTS:
+            raise DsdError(f"unknown loss weight {self.weight!r}; choose one of {', '.join(WEIGHTS)}")
+        for name in ("batch", "sample_every", "checkpoint_every", "histogram_every"):
+            if getattr(self, name) < 1:
+                raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DsdError(f"learning rate must be positive, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise DsdError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Distiller:
+    """One distillation run of a loaded model; `run_loop()` distils to the end, resuming if asked."""
+
+    def __init__(self, base: LoadedModel, cfg: DistillConfig, run_dir: str | Path, device: torch.device,
+                 base_name: str = "", base_sha256: str = ""):
+        self.cfg, self.device = cfg, device
+        self.base_name, self.base_sha256 = base_name, base_sha256
+        self.schedule, self.prediction = base.schedule, base.prediction
+        self.stages: list[Stage] = build_stages(cfg.schedule, cfg.n_from, cfg.n_to, cfg.updates,
+                                                base.schedule.num_timesteps)
+        self.stage_ends = np.cumsum([s.updates for s in self.stages]).tolist()
+        self.run = RunDir(run_dir)
+        torch.manual_seed(cfg.seed)
+        self.model = base.model.to(device).train()
+        self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        c = self.model.config
+        self.pool = TrajectoryPool(cfg.batch, (c.in_channels, c.image_size, c.image_size), self.gen, device,
+                                   cfg.lockstep)
+        self.pool_stage = -1
+        self.histogram = StepHistogram(self.stages[0].steps, self.schedule.num_timesteps)
+        self.update = 0
+        self.nfe = {"updates": 0, "warmup": 0}
+        self.skipped = 0
+        self.nan_streak = 0
+        self.elapsed = 0.0
+
+    # -- what the run is ----------------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        return {
+            "command": "distill",
+            "version": __version__,
+            "base_model": self.base_name,
+            "base_sha256": self.base_sha256,
+            "distill": asdict(self.cfg),
+            "stages": [asdict(s) for s in self.stages],
+            "model_config": self.model.config.to_dict(),
+        }
+
+    def stage_index(self, update: int) -> int:
+        return next(i for i, end in enumerate(self.stage_ends) if update < end)
+
+    def teacher(self) -> Callable:
+        return self.ema.shadow if self.cfg.ema_teacher else self.model
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save_state(self) -> Path:
+        for p in self.model.parameters():
+            if not torch.isfinite(p).all():
+                raise DsdError("refusing to checkpoint non-finite weights")
+        opt_tensors, opt_meta = optimizer_state(self.opt)
+        tensors = {
+            **prefixed("model", self.model.state_dict()),
+            **prefixed("ema", self.ema.shadow.state_dict()),
+            **prefixed("optim", opt_tensors),
+            **prefixed("pool", self.pool.state()),
+            "rng.generator": self.gen.get_state(),
+        }
+        meta = {"kind": "distill-state", "update": self.update, "pool_stage": self.pool_stage,
+                "nfe": self.nfe, "skipped": self.skipped, "nan_streak": self.nan_streak,
+                "elapsed": self.elapsed, "histogram": self.histogram.to_dict(), "optimizer": opt_meta,
+                "config": self.config_dict()}
+        return save_tensors(self.run.checkpoints / STATE_FILE, tensors, meta)
+
+    def load_state(self) -> bool:
+        path = self.run.checkpoints / STATE_FILE
+        if not path.exists():
+            return False
+        tensors, meta = load_tensors(path)
+        if meta.get("kind") != "distill-state":
+            raise DsdError(f"{path} is not a distillation state")
+        saved = meta["config"]
+        if saved["distill"] != asdict(self.cfg) or saved["base_sha256"] != self.base_sha256:
+            raise DsdError(f"{path} was written with other settings or another base model; resume with the run's own config")
+        load_state_dict(self.model, unprefixed("model", tensors), path)
+        load_state_dict(self.ema.shadow, unprefixed("ema", tensors), path)
+        restore_optimizer(self.opt, unprefixed("optim", tensors), meta["optimizer"])
+        self.pool.load(unprefixed("pool", tensors))
+        self.gen.set_state(tensors["rng.generator"])
+        self.histogram.load(meta["histogram"])
+        self.update, self.pool_stage = meta["update"], meta["pool_stage"]
+        self.nfe, self.skipped, self.nan_streak = meta["nfe"], meta["skipped"], meta["nan_streak"]
+        self.elapsed = meta["elapsed"]
+        return True
+
+    def provenance(self, steps: int) -> dict:
+        return {
+            "command": "distill",
+            "method": self.cfg.method,
+            "schedule": self.cfg.schedule,
+            "from_steps": self.cfg.n_from,
+            "target_steps": steps,
+            "updates": self.update,
+            "batch": self.cfg.batch,
+            "lr": self.cfg.lr,
+            "weight": self.cfg.weight,
+            "ema_decay": self.cfg.ema_decay,
+            "ema_teacher": self.cfg.ema_teacher,
+            "lockstep": self.cfg.lockstep,
+            "seed": self.cfg.seed,
+            "nfe_per_update": 2 * self.cfg.batch,
+            "nfe_total": self.nfe["updates"] + self.nfe["warmup"],
+            "skipped_updates": self.skipped,
+            "wall_seconds": round(self.elapsed, 1),
+            "base_model": self.base_name,
+            "base_sha256": self.base_sha256,
+            "dsd_version": __version__,
+        }
+
+    def save_distilled(self, path: Path, steps: int) -> Path:
+        return save_model(path, self.ema.shadow, self.schedule, self.prediction, ema=True,
+                          distilled_steps=steps, provenance=self.provenance(steps))
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def preview(self, label: str) -> Path:
+        loaded = LoadedModel(self.ema.shadow, self.schedule, self.prediction)
+        images = sample(loaded, self.cfg.n_to, num=64, seed=0, device=self.device)
+        return write_samples(to_uint8(images), self.run.samples / f"{label}.png")
+
+    def step(self) -> dict:
+        """One update on the current pool; returns what the event log records."""
+        pool = self.pool
+        k = pool.k
+        t, t_mid, t_next = pool.timesteps(2 * k), pool.timesteps(2 * k + 1), pool.timesteps(2 * k + 2)
+        res = dsd_pair_loss(self.model, self.teacher(), pool.x, t, t_mid, t_next, self.schedule,
+                            self.prediction, self.cfg.weight, self.cfg.clip_x0)
+        self.nfe["updates"] += 2 * len(k)
+        finite = bool(torch.isfinite(res.loss))
+        event = {"update": self.update + 1, "stage": len(pool.grid), "nfe": self.nfe["updates"] + self.nfe["warmup"]}
+        if finite:
+            self.opt.zero_grad(set_to_none=True)
+            res.loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.opt.step()
+            self.ema.update(self.model)
+            self.histogram.add(t.tolist())
+            self.nan_streak = 0
+            by_index = {}
+            for idx in k.unique().tolist():
+                by_index[str(idx)] = round(float(res.per_sample[(k == idx).to(res.per_sample.device)].mean()), 6)
+            event.update(loss=float(res.loss.detach()), grad_norm=float(grad_norm), loss_by_pair=by_index)
+        else:
+            self.skipped += 1
+            self.nan_streak += 1
+            event.update(loss=None, skipped=True)
+        bad = ~torch.isfinite(res.x_next.flatten(1)).all(1).cpu()
+        pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
+        pool.restart(bad)
+        return event
+
+    def run_loop(self, on_progress: Callable[[int, dict], None] | None = None, resume: bool = False) -> Path:
+        if resume and not self.load_state():
+            raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE})")
+        if resume and self.update >= self.cfg.updates and (self.run.root / MODEL_FILE).exists():
+            raise DsdError(f"the run in {self.run.root} already finished; its model is {self.run.root / MODEL_FILE}")
+        if resume:
+            self.run.event("resume", update=self.update)
+        else:
+            self.run.write_config(self.config_dict())
+            self.run.event("config", **self.config_dict())
+            self.run.event("samples", update=0, path=str(self.preview("update_0000000")), label="undistilled")
+        while self.update < self.cfg.updates:
+            start = time.perf_counter()
+            si = self.stage_index(self.update)
+            if si != self.pool_stage:
+                self.nfe["warmup"] += self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
+                                                            self.teacher(), self.schedule, self.prediction,
+                                                            self.cfg.clip_x0)
+                self.pool_stage = si
+                self.run.event("stage", index=si, steps=self.stages[si].steps,
+                               target_steps=self.stages[si].target_steps, updates=self.stages[si].updates)
+            event = self.step()
+            self.update += 1
+            self.elapsed += time.perf_counter() - start
+            if event.get("skipped"):
+                self.run.event("warning", update=self.update,
+                               message="non-finite loss: update skipped, affected trajectories restarted")
+                if self.nan_streak >= MAX_NAN_STREAK:
+                    self.run.event("error", message=f"{MAX_NAN_STREAK} non-finite losses in a row")
+                    raise DsdError(f"{MAX_NAN_STREAK} non-finite losses in a row at update {self.update}; "
+                                   "lower --lr (the last checkpoint holds finite weights)")
+            self.run.event("loss", **event)
+            if on_progress is not None:
+                on_progress(self.update, event)
+            if self.update % self.cfg.histogram_every == 0 or self.update == self.cfg.updates:
+                self.run.event("histogram", update=self.update, **self.histogram.to_dict())
+            if self.update == self.stage_ends[si]:
+                steps = self.stages[si].target_steps
+                if steps != self.cfg.n_to and steps & (steps - 1) == 0:
+                    path = self.save_distilled(self.run.root / f"model-{steps}steps.safetensors", steps)
+                    self.run.event("snapshot", update=self.update, steps=steps, path=str(path))
+            if self.update % self.cfg.sample_every == 0 or self.update == self.cfg.updates:
+                self.run.event("samples", update=self.update, path=str(self.preview(f"update_{self.update:07d}")))
+            if self.update % self.cfg.checkpoint_every == 0 or self.update == self.cfg.updates:
+                self.run.event("checkpoint", update=self.update, path=str(self.save_state()))
+        path = self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
+        self.run.event("end", update=self.update, model=str(path), nfe=self.nfe, skipped=self.skipped,
+                       wall_seconds=round(self.elapsed, 1))
+        return path
+
+
+def load_base(name_or_path: str, device: torch.device) -> tuple[LoadedModel, str, str]:
+    """The model to distil, with its name and the sha256 of its file (recorded in the provenance)."""
+    from ..checkpoint import load_model
+
+    loaded = load_model(name_or_path, device)
+    return loaded, str(name_or_path), file_sha256(resolve_model_path(name_or_path))

@@ -1,0 +1,77 @@
+"""`dsd distill`: distil a model into fewer sampling steps (DSD; the baselines slot in as --method)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import TextColumn
+
+from dsd_core.atomic import atomic_write_bytes
+from dsd_core.distill.runner import DistillConfig, Distiller, load_base
+from dsd_core.errors import DsdError
+from dsd_core.runs import RunDir
+
+from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+
+D = DistillConfig()
+
+
+def distill(
+    model: str = typer.Option("digits", "--model", "-m", help="Model to distil: built-in name or checkpoint."),
+    method: str = typer.Option(D.method, "--method", help="dsd."),
+    schedule: str = typer.Option(D.schedule, "--schedule", help="naive, iterative, gradual-linear or gradual-exp."),
+    n_from: int = typer.Option(D.n_from, "--from", help="Finest grid: the step count the model is good at."),
+    n_to: int = typer.Option(D.n_to, "--to", help="Target sampling steps."),
+    updates: int = typer.Option(D.updates, "--updates", help="Parameter updates in all."),
+    batch: int = typer.Option(D.batch, "--batch", help="Trajectories in flight (one pair each per update)."),
+    lr: float = typer.Option(D.lr, "--lr", help="Adam learning rate (DSD is sensitive: 1e-5 at batch 64)."),
+    weight: str = typer.Option(D.weight, "--weight", help="Loss weight: authors (max(logSNR,1)), snr-trunc, constant."),
+    ema: float = typer.Option(D.ema_decay, "--ema", help="EMA decay; the EMA weights are saved."),
+    ema_teacher: bool = typer.Option(False, "--ema-teacher", help="Teacher steps use the EMA weights."),
+    lockstep: bool = typer.Option(False, "--lockstep", help="All trajectories at the same pair (the authors')."),
+    seed: int = typer.Option(D.seed, "--seed"),
+    run_dir: Path = typer.Option(None, "--run-dir", help="Run folder (default: runs/METHOD-SCHEDULE-FROMtoTO-TIME)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
+    out: Path = typer.Option(None, "--out", help="Also copy the distilled checkpoint here."),
+    sample_every: int = typer.Option(D.sample_every, "--sample-every", help="Updates between preview grids."),
+    checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every"),
+    device: str = DeviceOption,
+    threads: int = ThreadsOption,
+) -> None:
+    """Distil a model so that it samples well in --to steps; writes RUN_DIR/model.safetensors."""
+    with user_errors():
+        dev = setup_device(device, threads)
+        if resume is not None:
+            saved = RunDir(resume).read_config() if resume.is_dir() else None
+            if saved is None or saved.get("command") != "distill":
+                raise DsdError(f"{resume} is not a distillation run folder")
+            cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
+        else:
+            cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
+                                batch=batch, lr=lr, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
+                                lockstep=lockstep, seed=seed, sample_every=sample_every,
+                                checkpoint_every=checkpoint_every)
+            if run_dir is None:
+                run_dir = Path("runs") / f"{method}-{schedule}-{n_from}to{n_to}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if (run_dir / "config.json").exists():
+                raise DsdError(f"{run_dir} already holds a run; --resume it or choose another --run-dir")
+            if Path(model).is_file():
+                model = str(Path(model).resolve())
+        base, name, sha = load_base(model, dev)
+        distiller = Distiller(base, cfg, run_dir, dev, name, sha)
+        stages = " → ".join(f"{s.steps}" for s in distiller.stages)
+        console.print(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
+                      f"of {cfg.batch} trajectories, 2 NFE each, device {dev}; run folder {run_dir}")
+        with progress_bar(TextColumn("grid {task.fields[stage]}"), TextColumn("loss {task.fields[loss]:.4g}")) as bar:
+            task = bar.add_task(cfg.method, total=cfg.updates, loss=float("nan"), stage="-")
+
+            def show(update: int, event: dict) -> None:
+                loss = event.get("loss")
+                bar.update(task, completed=update, stage=event["stage"], loss=float("nan") if loss is None else loss)
+
+            path = distiller.run_loop(show, resume=resume is not None)
+        if out is not None:
+            atomic_write_bytes(out, path.read_bytes())
+        console.print(f"wrote {path} ({distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
