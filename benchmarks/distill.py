@@ -14,11 +14,11 @@ import json
 import platform
 import resource
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 from dsd_core.checkpoint import load_model
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
@@ -26,8 +26,6 @@ from dsd_core.evaluate import digits_reference, evaluate
 from dsd_core.features import DigitsFeatures
 from dsd_core.images import to_uint8
 from dsd_core.sampling import sample
-
-from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 START, END = "<!-- distill:start -->", "<!-- distill:end -->"
 

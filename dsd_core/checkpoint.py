@@ -187,3 +187,35 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tenso
     groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
               for g in meta["param_groups"]]
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def learner_state(model: nn.Module, ema, opt: torch.optim.Optimizer, gen: torch.Generator) -> tuple[dict, dict]:
+    """What every resumable loop checkpoints: weights, EMA, optimizer and its random generator."""
+    opt_tensors, opt_meta = optimizer_state(opt)
+    tensors = {
+        **prefixed("model", model.state_dict()),
+        **prefixed("ema", ema.shadow.state_dict()),
+        **prefixed("optim", opt_tensors),
+        "rng.generator": gen.get_state(),
+    }
+    return tensors, {"optimizer": opt_meta, "ema_updates": ema.num_updates}
+
+
+def read_state(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """A resumable state file of the given kind; None if there is none yet."""
+    if not path.exists():
+        return None
+    tensors, meta = load_tensors(path)
+    if meta.get("kind") != kind:
+        raise DsdError(f"{path} is not a {kind} file")
+    return tensors, meta
+
+
+def restore_learner_state(tensors: dict, meta: dict, model: nn.Module, ema, opt: torch.optim.Optimizer,
+                          gen: torch.Generator, path: Path) -> None:
+    """The inverse of `learner_state`."""
+    load_state_dict(model, unprefixed("model", tensors), path)
+    load_state_dict(ema.shadow, unprefixed("ema", tensors), path)
+    restore_optimizer(opt, unprefixed("optim", tensors), meta["optimizer"])
+    gen.set_state(tensors["rng.generator"])
+    ema.num_updates = meta["ema_updates"]

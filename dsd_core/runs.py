@@ -39,15 +39,6 @@ class RunDir:
     def write_config(self, config: dict) -> None:
         atomic_write_bytes(self.root / "config.json", json.dumps(config, indent=2).encode())
 
-    def read_config(self) -> dict:
-        path = self.root / "config.json"
-        if not path.is_file():
-            raise DsdError(f"{self.root} is not a run folder (no config.json)")
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise DsdError(f"{path} is corrupt") from None
-
     def event(self, kind: str, **fields) -> None:
         line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields})
         try:
@@ -55,6 +46,20 @@ class RunDir:
                 f.write(line + "\n")
         except OSError as exc:
             raise DsdError(f"cannot append to {self.events_path}: {exc.strerror or exc}") from None
+
+
+def read_run_config(root: str | Path, command: str) -> dict:
+    """The config.json of a run folder that `command` made (to resume it), or a one-line error."""
+    path = Path(root) / "config.json"
+    if not path.is_file():
+        raise DsdError(f"{root} is not a run folder (no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise DsdError(f"{path} is corrupt") from None
+    if config.get("command") != command:
+        raise DsdError(f"{root} holds a {config.get('command', 'unknown')} run, not a {command} run")
+    return config
 
 
 def read_events(path: str | Path) -> list[dict]:

@@ -9,7 +9,6 @@ run ends bit-identical to an uninterrupted one (on the CPU).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,17 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .checkpoint import (
-    LoadedModel,
-    load_state_dict,
-    load_tensors,
-    optimizer_state,
-    prefixed,
-    restore_optimizer,
-    save_model,
-    save_tensors,
-    unprefixed,
-)
+from .checkpoint import LoadedModel, learner_state, read_state, restore_learner_state, save_model, save_tensors
 from .ddim import add_noise, check_prediction, target_for
 from .ema import EMA
 from .errors import DsdError
@@ -127,31 +116,20 @@ class Trainer:
         }
 
     def save_state(self) -> Path:
-        opt_tensors, opt_meta = optimizer_state(self.opt)
-        tensors = {
-            **prefixed("model", self.model.state_dict()),
-            **prefixed("ema", self.ema.shadow.state_dict()),
-            **prefixed("optim", opt_tensors),
-            "rng.generator": self.gen.get_state(),
-        }
-        meta = {"kind": "train-state", "step": self.step, "ema_updates": self.ema.num_updates,
-                "optimizer": opt_meta, "config": self.config_dict()}
+        tensors, meta = learner_state(self.model, self.ema, self.opt, self.gen)
+        meta.update(kind="train-state", step=self.step, config=self.config_dict())
         return save_tensors(self.run.checkpoints / STATE_FILE, tensors, meta)
 
     def load_state(self) -> bool:
         path = self.run.checkpoints / STATE_FILE
-        if not path.exists():
+        state = read_state(path, "train-state")
+        if state is None:
             return False
-        tensors, meta = load_tensors(path)
-        if meta.get("kind") != "train-state":
-            raise DsdError(f"{path} is not a training state")
+        tensors, meta = state
         if meta["config"]["model_config"] != self.model.config.to_dict() or meta["config"]["train"] != asdict(self.cfg):
             raise DsdError(f"{path} was written with other settings; resume with the run's own config.json")
-        load_state_dict(self.model, unprefixed("model", tensors), path)
-        load_state_dict(self.ema.shadow, unprefixed("ema", tensors), path)
-        restore_optimizer(self.opt, unprefixed("optim", tensors), meta["optimizer"])
-        self.gen.set_state(tensors["rng.generator"])
-        self.step, self.ema.num_updates = meta["step"], meta["ema_updates"]
+        restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
+        self.step = meta["step"]
         return True
 
     def save_model(self) -> Path:

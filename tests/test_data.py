@@ -9,7 +9,7 @@ from dsd_core.errors import DsdError
 
 def test_digits_split_is_fixed_and_disjoint():
     train, ytrain = load_digits("train")
-    test, ytest = load_digits("test")
+    test, _ = load_digits("test")
     everything, _ = load_digits("all")
     assert train.shape == (1500, 1, 8, 8) and test.shape == (297, 1, 8, 8) and everything.shape[0] == 1797
     assert train.min() == -1 and train.max() == 1

@@ -4,7 +4,7 @@ forms, NFE counts, NaN handling, and a resumed run ending bit-identical to an un
 import pytest
 import torch
 
-from dsd_core.checkpoint import LoadedModel, load_model
+from dsd_core.checkpoint import load_model
 from dsd_core.ddim import ddim_step, target_for
 from dsd_core.distill.dsd import dsd_pair_loss, loss_weight
 from dsd_core.distill.pool import TrajectoryPool

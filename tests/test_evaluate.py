@@ -15,7 +15,7 @@ from dsd_core.checkpoint import load_model
 from dsd_core.classifier import accuracy, train_classifier
 from dsd_core.data import load_digits
 from dsd_core.errors import DsdError
-from dsd_core.evaluate import Reference, digits_reference, evaluate, folder_reference, read_samples
+from dsd_core.evaluate import digits_reference, evaluate, folder_reference, read_samples
 from dsd_core.features import DigitsFeatures, InceptionFeatures, get_extractor
 from dsd_core.images import to_uint8, write_samples
 from dsd_core.nfe import NFECounter

@@ -21,12 +21,12 @@ import torch
 from .. import __version__
 from ..checkpoint import (
     LoadedModel,
-    load_state_dict,
-    load_tensors,
-    optimizer_state,
+    learner_state,
+    load_model,
     prefixed,
+    read_state,
     resolve_model_path,
-    restore_optimizer,
+    restore_learner_state,
     save_model,
     save_tensors,
     unprefixed,
@@ -135,35 +135,24 @@ class Distiller:
         for p in self.model.parameters():
             if not torch.isfinite(p).all():
                 raise DsdError("refusing to checkpoint non-finite weights")
-        opt_tensors, opt_meta = optimizer_state(self.opt)
-        tensors = {
-            **prefixed("model", self.model.state_dict()),
-            **prefixed("ema", self.ema.shadow.state_dict()),
-            **prefixed("optim", opt_tensors),
-            **prefixed("pool", self.pool.state()),
-            "rng.generator": self.gen.get_state(),
-        }
-        meta = {"kind": "distill-state", "update": self.update, "pool_stage": self.pool_stage,
-                "nfe": self.nfe, "skipped": self.skipped, "nan_streak": self.nan_streak,
-                "elapsed": self.elapsed, "histogram": self.histogram.to_dict(), "optimizer": opt_meta,
-                "config": self.config_dict()}
+        tensors, meta = learner_state(self.model, self.ema, self.opt, self.gen)
+        tensors.update(prefixed("pool", self.pool.state()))
+        meta.update(kind="distill-state", update=self.update, pool_stage=self.pool_stage, nfe=self.nfe,
+                    skipped=self.skipped, nan_streak=self.nan_streak, elapsed=self.elapsed,
+                    histogram=self.histogram.to_dict(), config=self.config_dict())
         return save_tensors(self.run.checkpoints / STATE_FILE, tensors, meta)
 
     def load_state(self) -> bool:
         path = self.run.checkpoints / STATE_FILE
-        if not path.exists():
+        state = read_state(path, "distill-state")
+        if state is None:
             return False
-        tensors, meta = load_tensors(path)
-        if meta.get("kind") != "distill-state":
-            raise DsdError(f"{path} is not a distillation state")
+        tensors, meta = state
         saved = meta["config"]
         if saved["distill"] != asdict(self.cfg) or saved["base_sha256"] != self.base_sha256:
             raise DsdError(f"{path} was written with other settings or another base model; resume with the run's own config")
-        load_state_dict(self.model, unprefixed("model", tensors), path)
-        load_state_dict(self.ema.shadow, unprefixed("ema", tensors), path)
-        restore_optimizer(self.opt, unprefixed("optim", tensors), meta["optimizer"])
+        restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.pool.load(unprefixed("pool", tensors))
-        self.gen.set_state(tensors["rng.generator"])
         self.histogram.load(meta["histogram"])
         self.update, self.pool_stage = meta["update"], meta["pool_stage"]
         self.nfe, self.skipped, self.nan_streak = meta["nfe"], meta["skipped"], meta["nan_streak"]
@@ -288,7 +277,5 @@ class Distiller:
 
 def load_base(name_or_path: str, device: torch.device) -> tuple[LoadedModel, str, str]:
     """The model to distil, with its name and the sha256 of its file (recorded in the provenance)."""
-    from ..checkpoint import load_model
-
     loaded = load_model(name_or_path, device)
     return loaded, str(name_or_path), file_sha256(resolve_model_path(name_or_path))

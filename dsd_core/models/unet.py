@@ -8,7 +8,7 @@ ops are used (conv, group norm, matmul, softmax) so the network exports to ONNX 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from dsd_core.classifier import save_classifier, train_classifier as train
+from dsd_core.classifier import save_classifier
+from dsd_core.classifier import train_classifier as train
 
 from .common import console, setup_device, user_errors
 

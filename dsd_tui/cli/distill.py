@@ -11,7 +11,7 @@ from rich.progress import TextColumn
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 from dsd_core.errors import DsdError
-from dsd_core.runs import RunDir
+from dsd_core.runs import read_run_config
 
 from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
 
@@ -44,9 +44,7 @@ def distill(
     with user_errors():
         dev = setup_device(device, threads)
         if resume is not None:
-            saved = RunDir(resume).read_config() if resume.is_dir() else None
-            if saved is None or saved.get("command") != "distill":
-                raise DsdError(f"{resume} is not a distillation run folder")
+            saved = read_run_config(resume, "distill")
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
         else:
             cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from dsd_core.checkpoint import default_model, load_model
-from dsd_core.images import check_writable, output_kind, to_uint8, write_samples
 from dsd_core.errors import DsdError
+from dsd_core.images import check_writable, output_kind, to_uint8, write_samples
 from dsd_core.sampling import sample as sample_images
 
 from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors

@@ -11,7 +11,7 @@ from rich.progress import TextColumn
 from dsd_core.data import load_dataset
 from dsd_core.errors import DsdError
 from dsd_core.models import UNetConfig, count_parameters
-from dsd_core.runs import RunDir
+from dsd_core.runs import read_run_config
 from dsd_core.train import TrainConfig, Trainer
 
 from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
@@ -49,9 +49,7 @@ def train(
     with user_errors():
         dev = setup_device(device, threads)
         if resume is not None:
-            saved = RunDir(resume).read_config() if resume.is_dir() else None
-            if saved is None or saved.get("command") != "train":
-                raise DsdError(f"{resume} is not a training run folder")
+            saved = read_run_config(resume, "train")
             data, out = saved["data_spec"], resume
             cfg = TrainConfig(**saved["train"])
             model_cfg = UNetConfig.from_dict(saved["model_config"])
