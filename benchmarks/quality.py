@@ -41,6 +41,9 @@ ROWS = [
     Row("undistilled", "digits", 8),
     Row("undistilled", "digits", 4),
     Row("undistilled", "digits", 2),
+    Row("dsd iterative 32→2 (shipped)", "digits-dsd8", 8),
+    Row("dsd iterative 32→2 (shipped)", "digits-dsd4", 4),
+    Row("dsd iterative 32→2 (shipped)", "digits-dsd2", 2),
 ]
 
 
@@ -95,11 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = run(args.num, args.seed)
     text = (
-        f"Command: `python benchmarks/quality.py --num {args.num} --seed {args.seed} --write` — "
+        f"Command: `python benchmarks/quality.py --num {args.num} --seed {args.seed}"
+        f"{f' --threads {args.threads}' if args.threads else ''} --write` — "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}. Features: the shipped digits classifier (64-d); reference: the 1500 "
         f"training digits; floor: the 297 held-out digits scored the same way. FD grows as n shrinks, so "

@@ -96,3 +96,43 @@ def test_cuda_request_without_gpu(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert_one_line_error(run("sample", "--device", "cuda", tmp_path / "o.png"), "no CUDA GPU")
+
+
+def test_sample_picks_the_shipped_distilled_model_by_step_count(tmp_path):
+    from dsd_core.checkpoint import available_builtins
+
+    for steps in (8, 4, 2):
+        name = f"digits-dsd{steps}"
+        assert name in available_builtins()
+        result = run("sample", "--steps", steps, "--num", 2, tmp_path / f"s{steps}.npz")
+        assert result.exit_code == 0 and f"model {name}," in result.stdout.replace("\n", " ")
+        facts = json.loads(run("info", name, "--json").stdout)
+        assert facts["distilled_steps"] == steps and facts["provenance"]["method"] == "dsd"
+    result = run("sample", "--steps", 3, "--num", 2, tmp_path / "s3.npz")
+    assert result.exit_code == 0 and "model digits," in result.stdout.replace("\n", " ")
+
+
+def test_distill_then_resume_through_the_cli(tiny_ckpt, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["distill", "--model", tiny_ckpt, "--schedule", "iterative", "--from", 8, "--to", 2, "--updates", 4,
+            "--batch", 4, "--run-dir", run_dir, "--checkpoint-every", 2, "--out", tmp_path / "d.safetensors"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", tmp_path / "d.safetensors", "--json").stdout)["distilled_steps"] == 2
+    assert_one_line_error(run(*args), "already holds a run")
+    assert_one_line_error(run("distill", "--resume", run_dir), "already finished")
+    assert_one_line_error(run("distill", "--resume", tmp_path), "not a run folder")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--schedule", "iterative", "--from", "48", "--to", "8"], "power-of-two"),
+        (["--to", "0"], "at least 1"),
+        (["--updates", "0"], "at least 1"),
+        (["--method", "magic"], "unknown method"),
+        (["--weight", "heavy"], "unknown loss weight"),
+    ],
+)
+def test_distill_bad_settings(args, needle, tmp_path):
+    assert_one_line_error(run("distill", "--run-dir", tmp_path / "r", *args), needle)

@@ -54,10 +54,10 @@ class DistillConfig:
     n_to: int = 8
     updates: int = 4000
     batch: int = 64
-    lr: float = 1e-5
+    lr: float = 3e-5
     weight: str = "authors"
     ema_decay: float = 0.999
-    ema_teacher: bool = False
+    ema_teacher: bool = True
     lockstep: bool = False
     grad_clip: float = 1.0
     clip_x0: bool = True
