@@ -48,9 +48,9 @@ def test_classifier_training_runs_and_learns():
 
 
 def test_sample_archive_and_folder_read_back_exactly(tmp_path):
-    result = runner.invoke(app, ["sample", "--steps", "2", "--num", "12", str(tmp_path / "s.npz")])
+    result = runner.invoke(app, ["sample", "-m", "digits", "--steps", "2", "--num", "12", str(tmp_path / "s.npz")])
     assert result.exit_code == 0, result.output
-    runner.invoke(app, ["sample", "--steps", "2", "--num", "12", str(tmp_path / "folder")])
+    runner.invoke(app, ["sample", "-m", "digits", "--steps", "2", "--num", "12", str(tmp_path / "folder")])
     direct = to_uint8(sample(load_model("digits"), 2, 12, seed=0))
     from_npz, from_folder = read_samples(tmp_path / "s.npz"), read_samples(tmp_path / "folder")
     assert from_npz.dtype == np.uint8 and from_npz.shape == (12, 8, 8, 1)
