@@ -75,14 +75,15 @@ def run(updates: int, num: int, only: list[str] | None) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| method | steps | FD | precision | recall | updates | NFE/update | distil wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | steps | FD | precision | recall | updates | NFE/update | distil wall s | updates/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(results, key=lambda r: (-r["steps"], r["name"] != "undistilled", r["fd"])):
+        rate = f"{r['updates'] / r['wall']:.2f}" if r["wall"] else "—"
         lines.append(f"| {r['name']} | {r['steps']} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} "
-                     f"| {r['updates']} | {r['nfe_per_update']} | {r['wall']:.0f} |")
+                     f"| {r['updates']} | {r['nfe_per_update']} | {r['wall']:.0f} | {rate} |")
     floor = results[0]["floor"]
     lines.append(f"| real held-out digits (floor, n={floor['n']}) | — | {floor['fd']:.2f} | {floor['precision']:.3f} "
-                 f"| {floor['recall']:.3f} | — | — | — |")
+                 f"| {floor['recall']:.3f} | — | — | — | — |")
     return "\n".join(lines)
 
 
@@ -93,21 +94,27 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="row names to run")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--from-json", type=Path, help="render the table from results saved by --json")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run(args.updates, args.num, args.only)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    text = (f"Command: `python benchmarks/distill.py --updates {args.updates} --num {args.num} --write` — "
-            f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        results, peak_mb = saved["results"], saved["peak_rss_mb"]
+    else:
+        results = run(args.updates, args.num, args.only)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    threads = f" --threads {args.threads}" if args.threads else ""
+    text = (f"Command: `python benchmarks/distill.py --updates {args.updates} --num {args.num}{threads} --write` — "
+            f"{platform.machine()}, torch {torch.__version__}; "
             f"batch 64, lr 3e-5, EMA teacher (unless the row says otherwise), authors' weight, EMA 0.999, x0 "
             f"clipped; peak RSS {peak_mb:.0f} MB. "
             f"FD with the digits classifier's features, n = {args.num} samples vs the 1500 training digits.\n\n"
             + table(results))
     print(text)
     if args.json:
-        args.json.write_text(json.dumps(results, default=str, indent=1))
+        args.json.write_text(json.dumps({"results": results, "peak_rss_mb": peak_mb}, default=str, indent=1))
     if args.write:
         write_section(text, START, END)
 
