@@ -155,6 +155,8 @@ class Trainer:
     def run_loop(self, on_progress: Callable[[int, float], None] | None = None, resume: bool = False) -> Path:
         if resume and not self.load_state():
             raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE})")
+        if resume and self.step >= self.cfg.steps and (self.run.root / MODEL_FILE).exists():
+            raise DsdError(f"the run in {self.run.root} already finished; its model is {self.run.root / MODEL_FILE}")
         if not resume:
             self.run.write_config(self.config_dict())
             self.run.event("config", **self.config_dict(), parameters=count_parameters(self.model))
