@@ -8,6 +8,7 @@ Training states (model, EMA, optimizer, counters, RNG) use the same container wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -57,6 +58,11 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     if version != FORMAT_VERSION:
         raise DsdError(f"{path} has checkpoint format {version!r}; this dsd reads format {FORMAT_VERSION}")
     return tensors, meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """The identity of a checkpoint file, recorded in provenance and shown by `dsd info`."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -137,7 +143,7 @@ def available_builtins() -> list[str]:
 def default_model(steps: int | None) -> str:
     """What `dsd sample` uses without --model: the shipped model distilled for `steps`, else `digits`."""
     name = f"digits-dsd{steps}"
-    return name if name in BUILTIN_MODELS and builtin_path(name).is_file() else "digits"
+    return name if name in available_builtins() else "digits"
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -93,12 +93,16 @@ def evaluate(samples: np.ndarray, reference: Reference, features: FeatureExtract
         raise DsdError(f"samples are {samples.shape[1:]} images but the reference {reference.name} is {ref.shape[1:]}")
     if len(samples) < 10:
         raise DsdError(f"need at least 10 samples to evaluate, got {len(samples)}")
-    ref_f, held_f, sample_f = features(ref), features(held), features(samples)
+    ref_f, held_f = features(ref), features(held)
+    labels = None
+    if isinstance(features, DigitsFeatures):  # one pass gives both the features and the predicted classes
+        sample_f, labels = features.classify(samples)
+    else:
+        sample_f = features(samples)
     result = {"n": len(samples), "reference": reference.name, "n_reference": len(ref), "features": features.name}
     result.update(scores(ref_f, sample_f))
     result["fd_at_floor_n"] = fd(ref_f, sample_f[: len(held)]) if len(samples) >= len(held) else None
     result["floor"] = {"n": len(held), **scores(ref_f, held_f)}
-    if isinstance(features, DigitsFeatures):
-        labels = features.classify(samples)[1]
+    if labels is not None:
         result["class_counts"] = np.bincount(labels, minlength=10).tolist()
     return result

@@ -9,7 +9,6 @@ trajectories back to fresh noise and is logged; the weights that reach a checkpo
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from .. import __version__
 from ..checkpoint import (
     LoadedModel,
+    file_sha256,
     learner_state,
     load_model,
     prefixed,
@@ -78,10 +78,6 @@ class DistillConfig:
             raise DsdError(f"learning rate must be positive, got {self.lr}")
         if not 0 <= self.ema_decay < 1:
             raise DsdError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Distiller:

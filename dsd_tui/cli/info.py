@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import typer
 from rich.table import Table
 
-from dsd_core.checkpoint import load_model, resolve_model_path
+from dsd_core.checkpoint import file_sha256, load_model, resolve_model_path
 from dsd_core.models import count_parameters
 
 from .common import console, user_errors
@@ -24,7 +23,7 @@ def info(
         path = resolve_model_path(model)
         facts = {
             "path": str(path),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": file_sha256(path),
             "parameters": count_parameters(loaded.model),
             "prediction": loaded.prediction,
             "schedule": loaded.schedule.to_dict(),
