@@ -104,6 +104,20 @@ def ddim_step(
     return DDIMStep(prev_sample=alpha_s * x0 + sigma_s * eps, pred_x0=x0)
 
 
+def x0_reaching(
+    x_t: torch.Tensor, x_s: torch.Tensor, t: torch.Tensor, s: torch.Tensor, schedule: NoiseSchedule
+) -> torch.Tensor:
+    """The x0̂ whose single DDIM step t → s from x_t lands exactly on x_s: the step solved for x0̂.
+
+    x_s = α_s·x0̂ + σ_s·(x_t − α_t·x0̂)/σ_t  ⇒  x0̂ = (x_s − (σ_s/σ_t)·x_t) / (α_s − (σ_s/σ_t)·α_t).
+    Progressive distillation's target (s two teacher steps below t); s = −1 gives x0̂ = x_s.
+    """
+    alpha_t, sigma_t = _coefs(schedule, t, x_t)
+    alpha_s, sigma_s = _coefs(schedule, s, x_t)
+    ratio = sigma_s / sigma_t
+    return (x_s - ratio * x_t) / (alpha_s - ratio * alpha_t)
+
+
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -123,6 +123,14 @@ def test_distill_then_resume_through_the_cli(tiny_ckpt, tmp_path):
     assert_one_line_error(run("distill", "--resume", tmp_path), "not a run folder")
 
 
+def test_pd_through_the_cli_reads_the_digits(tiny_ckpt, tmp_path):
+    result = run("distill", "--model", tiny_ckpt, "--method", "pd", "--data", "digits", "--from", 8, "--to", 2,
+                 "--updates", 4, "--batch", 4, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    prov = json.loads(run("info", tmp_path / "run" / "model.safetensors", "--json").stdout)["provenance"]
+    assert prov["method"] == "pd" and prov["data"] == "digits" and prov["nfe_per_update"] == 12
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -131,6 +139,8 @@ def test_distill_then_resume_through_the_cli(tiny_ckpt, tmp_path):
         (["--updates", "0"], "at least 1"),
         (["--method", "magic"], "unknown method"),
         (["--weight", "heavy"], "unknown loss weight"),
+        (["--method", "dsd+pd", "--schedule", "naive"], "dsd+pd needs"),
+        (["--method", "pd", "--data", "/nonexistent/folder"], "/nonexistent/folder"),
     ],
 )
 def test_distill_bad_settings(args, needle, tmp_path):

@@ -1,5 +1,12 @@
-"""A distillation run: stages from a step scheduler, a trajectory pool, the update of the chosen method,
-EMA, events, previews and resumable checkpoints in a run directory.
+"""A distillation run: stages from a step scheduler, the update of the chosen method at each stage, EMA,
+events, previews and resumable checkpoints in a run directory.
+
+Methods (one engine, so that comparisons share everything but the update):
+- dsd: self-distillation on the model's own trajectories (a staggered pool); teacher = the EMA or the live model.
+- tsd: the same update with a frozen copy of the starting model as teacher.
+- pd: progressive distillation on training data; each stage is a round whose frozen teacher is the previous
+  round's result (EMA weights), the student starting from it with a fresh optimizer at `pd_lr`.
+- dsd+pd: DSD for the first stages, PD for the last `pd_stages` (default: half of them, rounded down).
 
 Every random number comes from one seeded generator whose state is checkpointed together with the model, EMA,
 optimizer, pool, histogram and counters, so on the CPU a run resumed after a kill ends bit-identical to an
@@ -9,6 +16,7 @@ trajectories back to fresh noise and is logged; the weights that reach a checkpo
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,18 +39,22 @@ from ..checkpoint import (
     save_tensors,
     unprefixed,
 )
+from ..data import load_dataset
 from ..ema import EMA
 from ..errors import DsdError
 from ..images import to_uint8, write_samples
 from ..runs import RunDir
 from ..sampling import sample
-from .dsd import WEIGHTS, dsd_pair_loss
+from ..schedule import ddim_timesteps
+from .dsd import WEIGHTS, PairResult, dsd_pair_loss
+from .pd import pd_loss
 from .pool import TrajectoryPool
 from .stepping import Stage, StepHistogram, build_stages
 
 STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
-METHODS = ("dsd",)
+METHODS = ("dsd", "tsd", "pd", "dsd+pd")
+NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}
 MAX_NAN_STREAK = 20
 
 
@@ -55,6 +67,9 @@ class DistillConfig:
     updates: int = 4000
     batch: int = 64
     lr: float = 3e-5
+    pd_lr: float = 1e-4
+    pd_stages: int = 0
+    data: str = ""
     weight: str = "authors"
     ema_decay: float = 0.999
     ema_teacher: bool = True
@@ -74,10 +89,40 @@ class DistillConfig:
         for name in ("batch", "sample_every", "checkpoint_every", "histogram_every"):
             if getattr(self, name) < 1:
                 raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DsdError(f"learning rate must be positive, got {self.lr}")
+        if not (self.lr > 0 and self.pd_lr > 0):
+            raise DsdError(f"learning rates must be positive, got {self.lr} and {self.pd_lr}")
+        if self.pd_stages < 0:
+            raise DsdError(f"pd-stages must be at least 0, got {self.pd_stages}")
         if not 0 <= self.ema_decay < 1:
             raise DsdError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
+
+
+def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
+    """Which update ("dsd" or "pd") each stage uses; TSD is the DSD update with another teacher."""
+    if method in ("dsd", "tsd"):
+        return ["dsd"] * n_stages
+    if method == "pd":
+        return ["pd"] * n_stages
+    n_pd = pd_stages or n_stages // 2
+    if n_stages < 2:
+        raise DsdError(f"dsd+pd needs a DSD stage and a PD stage, but the schedule has {n_stages} stage: "
+                       "use --schedule iterative with --from at least 4·--to")
+    if not 1 <= n_pd < n_stages:
+        raise DsdError(f"--pd-stages {n_pd} leaves no DSD stage among the schedule's {n_stages}")
+    return ["dsd"] * (n_stages - n_pd) + ["pd"] * n_pd
+
+
+def training_data_spec(requested: str, base: LoadedModel) -> str:
+    """PD's data: what the user named, else the data the base model's checkpoint says it was trained on."""
+    if requested:
+        return requested
+    named = base.meta.get("provenance", {}).get("data", "")
+    if named in ("digits", "digits:train"):
+        return "digits"
+    if named and Path(named).is_dir():
+        return named
+    raise DsdError("PD trains on the model's training data, which its checkpoint does not name: pass --data "
+                   "(digits or an image folder)")
 
 
 class Distiller:
@@ -91,10 +136,23 @@ class Distiller:
         self.stages: list[Stage] = build_stages(cfg.schedule, cfg.n_from, cfg.n_to, cfg.updates,
                                                 base.schedule.num_timesteps)
         self.stage_ends = np.cumsum([s.updates for s in self.stages]).tolist()
+        self.methods = stage_methods(cfg.method, len(self.stages), cfg.pd_stages)
+        self.base_data = base.meta.get("provenance", {}).get("data", "")
+        self.data_spec, self.data = "", None
+        if "pd" in self.methods:
+            self.data_spec = training_data_spec(cfg.data, base)
+            self.data, _ = load_dataset(self.data_spec)
+            c = base.model.config
+            if tuple(self.data.shape[1:]) != (c.in_channels, c.image_size, c.image_size):
+                raise DsdError(f"the data {self.data_spec} are {tuple(self.data.shape[1:])} images but the model "
+                               f"makes {(c.in_channels, c.image_size, c.image_size)}")
         self.run = RunDir(run_dir)
         torch.manual_seed(cfg.seed)
         self.model = base.model.to(device).train()
         self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
+        self.frozen_base = (copy.deepcopy(self.model).eval().requires_grad_(False)
+                            if cfg.method == "tsd" else None)
+        self.round_teacher: torch.nn.Module | None = None  # PD: the previous round's model, frozen
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         c = self.model.config
@@ -116,7 +174,8 @@ class Distiller:
             "base_model": self.base_name,
             "base_sha256": self.base_sha256,
             "distill": asdict(self.cfg),
-            "stages": [asdict(s) for s in self.stages],
+            "data": self.data_spec,
+            "stages": [{**asdict(s), "method": m} for s, m in zip(self.stages, self.methods)],
             "model_config": self.model.config.to_dict(),
         }
 
@@ -124,6 +183,10 @@ class Distiller:
         return next(i for i, end in enumerate(self.stage_ends) if update < end)
 
     def teacher(self) -> Callable:
+        if self.methods[max(self.pool_stage, 0)] == "pd":
+            return self.round_teacher
+        if self.frozen_base is not None:
+            return self.frozen_base
         return self.ema.shadow if self.cfg.ema_teacher else self.model
 
     # -- checkpoints --------------------------------------------------------------------------------
@@ -133,6 +196,8 @@ class Distiller:
                 raise DsdError("refusing to checkpoint non-finite weights")
         tensors, meta = learner_state(self.model, self.ema, self.opt, self.gen)
         tensors.update(prefixed("pool", self.pool.state()))
+        if self.round_teacher is not None:
+            tensors.update(prefixed("teacher", self.round_teacher.state_dict()))
         meta.update(kind="distill-state", update=self.update, pool_stage=self.pool_stage, nfe=self.nfe,
                     skipped=self.skipped, nan_streak=self.nan_streak, elapsed=self.elapsed,
                     histogram=self.histogram.to_dict(), config=self.config_dict())
@@ -149,6 +214,10 @@ class Distiller:
             raise DsdError(f"{path} was written with other settings or another base model; resume with the run's own config")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.pool.load(unprefixed("pool", tensors))
+        teacher = unprefixed("teacher", tensors)
+        if teacher:
+            self.round_teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.round_teacher.load_state_dict(teacher)
         self.histogram.load(meta["histogram"])
         self.update, self.pool_stage = meta["update"], meta["pool_stage"]
         self.nfe, self.skipped, self.nan_streak = meta["nfe"], meta["skipped"], meta["nan_streak"]
@@ -170,12 +239,14 @@ class Distiller:
             "ema_teacher": self.cfg.ema_teacher,
             "lockstep": self.cfg.lockstep,
             "seed": self.cfg.seed,
-            "nfe_per_update": 2 * self.cfg.batch,
+            "stage_methods": self.methods,
+            "nfe_per_update": round(self.nfe["updates"] / max(self.update, 1), 2),
             "nfe_total": self.nfe["updates"] + self.nfe["warmup"],
             "skipped_updates": self.skipped,
             "wall_seconds": round(self.elapsed, 1),
             "base_model": self.base_name,
             "base_sha256": self.base_sha256,
+            "data": self.data_spec or self.base_data,
             "dsd_version": __version__,
         }
 
@@ -189,16 +260,52 @@ class Distiller:
         images = sample(loaded, self.cfg.n_to, num=64, seed=0, device=self.device)
         return write_samples(to_uint8(images), self.run.samples / f"{label}.png")
 
+    def start_stage(self, si: int) -> None:
+        """DSD stages park the trajectory pool on the new grid; a PD stage starts a round: the student
+        continues from the EMA weights, which also become the frozen teacher, with a fresh optimizer."""
+        self.pool_stage = si
+        if self.methods[si] == "pd":
+            self.model.load_state_dict(self.ema.shadow.state_dict())
+            self.round_teacher = copy.deepcopy(self.ema.shadow).eval().requires_grad_(False)
+            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.pd_lr, weight_decay=0.0)
+        else:
+            self.nfe["warmup"] += self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
+                                                        self.teacher(), self.schedule, self.prediction,
+                                                        self.cfg.clip_x0)
+
     def step(self) -> dict:
-        """One update on the current pool; returns what the event log records."""
+        """One update of the current stage's method; returns what the event log records."""
+        if self.methods[self.pool_stage] == "pd":
+            return self.pd_step()
         pool = self.pool
         k = pool.k
         t, t_mid, t_next = pool.timesteps(2 * k), pool.timesteps(2 * k + 1), pool.timesteps(2 * k + 2)
         res = dsd_pair_loss(self.model, self.teacher(), pool.x, t, t_mid, t_next, self.schedule,
                             self.prediction, self.cfg.weight, self.cfg.clip_x0)
-        self.nfe["updates"] += 2 * len(k)
+        event = self.apply(res, k, t, NFE_PER_SAMPLE["dsd"])
+        bad = ~torch.isfinite(res.x_next.flatten(1)).all(1).cpu()
+        pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
+        pool.restart(bad)
+        return event
+
+    def pd_step(self) -> dict:
+        """One PD update: training images noised to random student timesteps of the round's grid."""
+        steps, b = self.stages[self.pool_stage].steps, self.cfg.batch
+        grid = torch.tensor(ddim_timesteps(steps, self.schedule.num_timesteps) + [-1], dtype=torch.long)
+        k = torch.randint(0, steps // 2, (b,), generator=self.gen)
+        idx = torch.randint(0, self.data.shape[0], (b,), generator=self.gen)
+        eps = torch.randn((b, *self.data.shape[1:]), generator=self.gen)
+        t, t_mid, t_next = (grid[2 * k + i].to(self.device) for i in range(3))
+        res = pd_loss(self.model, self.round_teacher, self.data[idx].to(self.device), eps.to(self.device), t,
+                      t_mid, t_next, self.schedule, self.prediction, self.cfg.clip_x0)
+        return self.apply(res, k, t, NFE_PER_SAMPLE["pd"])
+
+    def apply(self, res: PairResult, k: torch.Tensor, t: torch.Tensor, nfe_per_sample: int) -> dict:
+        """Optimizer and EMA step for a finite loss (skip for a non-finite one); the update's event."""
+        self.nfe["updates"] += nfe_per_sample * len(k)
         finite = bool(torch.isfinite(res.loss))
-        event = {"update": self.update + 1, "stage": len(pool.grid), "nfe": self.nfe["updates"] + self.nfe["warmup"]}
+        event = {"update": self.update + 1, "stage": self.stages[self.pool_stage].steps,
+                 "method": self.methods[self.pool_stage], "nfe": self.nfe["updates"] + self.nfe["warmup"]}
         if finite:
             self.opt.zero_grad(set_to_none=True)
             res.loss.backward()
@@ -215,9 +322,6 @@ class Distiller:
             self.skipped += 1
             self.nan_streak += 1
             event.update(loss=None, skipped=True)
-        bad = ~torch.isfinite(res.x_next.flatten(1)).all(1).cpu()
-        pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
-        pool.restart(bad)
         return event
 
     def run_loop(self, on_progress: Callable[[int, dict], None] | None = None, resume: bool = False) -> Path:
@@ -235,11 +339,8 @@ class Distiller:
             start = time.perf_counter()
             si = self.stage_index(self.update)
             if si != self.pool_stage:
-                self.nfe["warmup"] += self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
-                                                            self.teacher(), self.schedule, self.prediction,
-                                                            self.cfg.clip_x0)
-                self.pool_stage = si
-                self.run.event("stage", index=si, steps=self.stages[si].steps,
+                self.start_stage(si)
+                self.run.event("stage", index=si, steps=self.stages[si].steps, method=self.methods[si],
                                target_steps=self.stages[si].target_steps, updates=self.stages[si].updates)
             event = self.step()
             self.update += 1

@@ -1,4 +1,4 @@
-"""`dsd distill`: distil a model into fewer sampling steps (DSD; the baselines slot in as --method)."""
+"""`dsd distill`: distil a model into fewer sampling steps with DSD, or with the baselines TSD, PD, DSD→PD."""
 
 from __future__ import annotations
 
@@ -20,13 +20,19 @@ D = DistillConfig()
 
 def distill(
     model: str = typer.Option("digits", "--model", "-m", help="Model to distil: built-in name or checkpoint."),
-    method: str = typer.Option(D.method, "--method", help="dsd."),
+    method: str = typer.Option(D.method, "--method",
+                               help="dsd, tsd (frozen teacher), pd (progressive distillation, needs data) or dsd+pd."),
     schedule: str = typer.Option(D.schedule, "--schedule", help="naive, iterative, gradual-linear or gradual-exp."),
     n_from: int = typer.Option(D.n_from, "--from", help="Finest grid: the step count the model is good at."),
     n_to: int = typer.Option(D.n_to, "--to", help="Target sampling steps."),
     updates: int = typer.Option(D.updates, "--updates", help="Parameter updates in all."),
     batch: int = typer.Option(D.batch, "--batch", help="Trajectories in flight (one pair each per update)."),
     lr: float = typer.Option(D.lr, "--lr", help="Adam learning rate (DSD is sensitive to it; see docs/benchmarks.md)."),
+    pd_lr: float = typer.Option(D.pd_lr, "--pd-lr", help="Learning rate of PD stages (each round resets Adam)."),
+    pd_stages: int = typer.Option(D.pd_stages, "--pd-stages",
+                                  help="dsd+pd: how many final stages use PD (default: half, rounded down)."),
+    data: str = typer.Option(D.data, "--data",
+                             help="PD's training data: digits or an image folder (default: the model's own)."),
     weight: str = typer.Option(D.weight, "--weight", help="Loss weight: authors (max(logSNR,1)), snr-trunc, constant."),
     ema: float = typer.Option(D.ema_decay, "--ema", help="EMA decay; the EMA weights are saved."),
     ema_teacher: bool = typer.Option(D.ema_teacher, "--ema-teacher/--self-teacher",
@@ -49,7 +55,7 @@ def distill(
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
         else:
             cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
-                                batch=batch, lr=lr, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
+                                batch=batch, lr=lr, pd_lr=pd_lr, pd_stages=pd_stages, data=data, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
                                 lockstep=lockstep, seed=seed, sample_every=sample_every,
                                 checkpoint_every=checkpoint_every)
             if run_dir is None:
@@ -60,9 +66,9 @@ def distill(
                 model = str(Path(model).resolve())
         base, name, sha = load_base(model, dev)
         distiller = Distiller(base, cfg, run_dir, dev, name, sha)
-        stages = " → ".join(f"{s.steps}" for s in distiller.stages)
+        stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
         console.print(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
-                      f"of {cfg.batch} trajectories, 2 NFE each, device {dev}; run folder {run_dir}")
+                      f"of batch {cfg.batch} (DSD 2 NFE, PD 3 NFE per sample), device {dev}; run folder {run_dir}")
         with progress_bar(TextColumn("grid {task.fields[stage]}"), TextColumn("loss {task.fields[loss]:.4g}")) as bar:
             task = bar.add_task(cfg.method, total=cfg.updates, loss=float("nan"), stage="-")
 
