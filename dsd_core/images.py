@@ -9,17 +9,19 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .errors import DsdError
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [−1, 1] → (N, H, W, C) uint8, rounding to the nearest level."""
-    x = ((x.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+def to_uint8(x) -> np.ndarray:
+    """(N, C, H, W) in [−1, 1] (a torch tensor or a numpy array) → (N, H, W, C) uint8, rounding to the
+    nearest level. numpy only, so onnxruntime sampling writes images without torch."""
+    if hasattr(x, "detach"):  # a torch tensor; duck-typed so this module never imports torch
+        x = x.detach().float().cpu().numpy()
+    x = ((np.asarray(x, dtype=np.float32) + np.float32(1.0)) * np.float32(127.5)).round().clip(0, 255)
+    return np.ascontiguousarray(x.astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 def make_grid(

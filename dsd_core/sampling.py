@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .checkpoint import LoadedModel
 from .ddim import ddim_sample
 from .nfe import NFECounter
+from .noise import initial_noise
 from .schedule import step_pairs
 
-
-def initial_noise(seed: int, num: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normals from numpy's PCG64, so the same noise can be drawn without torch (e.g. for ONNX)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    return rng.standard_normal((num, *shape)).astype(np.float32)
+__all__ = ["initial_noise", "sample"]
 
 
 @torch.no_grad()
