@@ -1,0 +1,43 @@
+"""The torch modules that become ONNX graphs: the denoiser alone, and the whole N-step sampler unrolled.
+
+The sampler calls `dsd_core.ddim.ddim_sample` — the one DDIM implementation — and tracing unrolls its loop,
+so the graph holds N copies of the step with the timesteps and ᾱ table baked in as constants, while the
+network weights are stored once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dsd_core.checkpoint import LoadedModel
+from dsd_core.ddim import ddim_sample
+from dsd_core.schedule import step_pairs
+
+
+class StepGraph(nn.Module):
+    """(x, t[, class]) → the network's prediction (ε, x0 or v), for samplers written elsewhere."""
+
+    def __init__(self, loaded: LoadedModel):
+        super().__init__()
+        self.model = loaded.model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, t, class_labels)
+
+
+class SamplerGraph(nn.Module):
+    """noise[, class] → images in [0, 1]: exactly `dsd_core.sampling.sample`'s walk (η = 0 DDIM)."""
+
+    def __init__(self, loaded: LoadedModel, steps: int, spacing: str = "trailing", clip_x0: bool = True):
+        super().__init__()
+        self.model = loaded.model
+        self.schedule, self.prediction, self.clip_x0 = loaded.schedule, loaded.prediction, clip_x0
+        self.pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
+
+    def forward(self, noise: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.model(x, t, class_labels)
+
+        x = ddim_sample(denoiser, noise, self.pairs, self.schedule, self.prediction, self.clip_x0)
+        return (x.clamp(-1, 1) + 1) / 2

@@ -1,0 +1,35 @@
+"""Tiny exported models shared by the ONNX tests (module-scoped: each export takes about a second)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from dsd_core.checkpoint import file_sha256, load_model, save_model
+from dsd_core.models import UNet
+from dsd_core.schedule import NoiseSchedule
+from exporters.onnx_export import export_onnx
+
+from .conftest import TINY
+
+STEPS = 3
+
+
+def tiny_checkpoint(path, num_classes=None, prediction="eps", distilled_steps=STEPS):
+    """A random tiny UNet (non-zero output layers, so predictions are not all 0) saved as a checkpoint."""
+    torch.manual_seed(1)
+    model = UNet(dataclasses.replace(TINY, num_classes=num_classes))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return save_model(path, model.eval(), NoiseSchedule("linear"), prediction, ema=True,
+                      distilled_steps=distilled_steps)
+
+
+def tiny_export(folder, name="tiny", step_model=False, **ckpt):
+    """(checkpoint path, ExportReport) for a freshly made tiny checkpoint."""
+    ckpt_path = tiny_checkpoint(folder / f"{name}.safetensors", **ckpt)
+    report = export_onnx(load_model(ckpt_path), folder / f"{name}{'-step' if step_model else ''}.onnx",
+                         step_model=step_model, source_sha256=file_sha256(ckpt_path))
+    return ckpt_path, report
