@@ -1,13 +1,10 @@
-"""The `dsd` command line: one Typer app, one module per command."""
+"""The `dsd` command line: one Typer app, one module per command. Without torch installed only `sample` (of an
+exported .onnx model) is real; the other commands say they need torch (notorch.py)."""
 
 import typer
 
-from .classifier import train_classifier
-from .distill import distill
-from .evaluate import eval_command
-from .info import info
+from .notorch import add_torch_stubs, have_torch
 from .sample import sample
-from .train import train
 
 app = typer.Typer(
     name="dsd",
@@ -16,12 +13,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command()(train)
 app.command()(sample)
-app.command()(info)
-app.command("train-classifier")(train_classifier)
-app.command("eval")(eval_command)
-app.command()(distill)
+if have_torch():
+    from .classifier import train_classifier
+    from .distill import distill
+    from .evaluate import eval_command
+    from .export import export
+    from .info import info
+    from .train import train
+
+    app.command()(train)
+    app.command()(info)
+    app.command("train-classifier")(train_classifier)
+    app.command("eval")(eval_command)
+    app.command()(distill)
+    app.command()(export)
+else:
+    add_torch_stubs(app)
 
 
 def main() -> None:

@@ -1,18 +1,20 @@
-"""What every command shares: one-line errors with a non-zero exit, progress bars, device and threads."""
+"""What every command shares: one-line errors with a non-zero exit, progress bars, device and threads.
+Torch-free at import (see `setup_device`)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dsd_core.device import pick_device
 from dsd_core.errors import DsdError
+
+if TYPE_CHECKING:
+    import torch
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,6 +37,11 @@ def user_errors() -> Iterator[None]:
 
 
 def setup_device(device: str | None, threads: int | None) -> torch.device:
+    # torch is imported here, not at the top: `dsd sample` of an .onnx model runs without torch installed
+    import torch
+
+    from dsd_core.device import pick_device
+
     if threads is not None:
         if threads < 1:
             raise DsdError(f"--threads must be at least 1, got {threads}")

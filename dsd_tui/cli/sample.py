@@ -1,4 +1,8 @@
-"""`dsd sample`: draw images with DDIM from a checkpoint or a built-in model."""
+"""`dsd sample`: draw images with DDIM from a checkpoint, a built-in model or an exported `.onnx` sampler.
+
+An `.onnx` model runs on onnxruntime and never imports torch; `--backend ort` exports a checkpoint to a cache
+on first use. The backends are in `backends.py`, the `--watch` loop in `watch.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,32 @@ from pathlib import Path
 
 import typer
 
-from dsd_core.checkpoint import default_model, load_model
 from dsd_core.errors import DsdError
-from dsd_core.images import check_writable, output_kind, to_uint8, write_samples
-from dsd_core.sampling import sample as sample_images
+from dsd_core.images import check_writable, output_kind, write_samples
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+from .backends import Drawer, ort_drawer, torch_drawer
+from .common import DeviceOption, ThreadsOption, console, progress_bar, user_errors
+from .watch import watch as watch_loop
+
+BACKENDS = ("torch", "ort")
 
 
 def sample(
     out: Path = typer.Argument(..., help="OUT.png (a grid), OUT.npz (arr_0: N×H×W×C uint8) or a folder."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="Built-in name or checkpoint path (default: digits-dsdN for --steps N if shipped, else digits)."),
+                              help="Built-in name, checkpoint path or exported .onnx sampler (default: "
+                                   "digits-dsdN for --steps N if shipped, else digits)."),
     steps: int = typer.Option(None, "--steps", "-s", help="DDIM steps (default: the distilled count, else 64)."),
     num: int = typer.Option(64, "--num", "-n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise (numpy PCG64)."),
     batch: int = typer.Option(256, "--batch", help="Images per network call (does not change the images)."),
-    spacing: str = typer.Option("trailing", "--spacing", help="Timestep grid: trailing or leading."),
-    clip: bool = typer.Option(True, "--clip/--no-clip", help="Clip the x0 estimate to [-1, 1] at each step."),
+    spacing: str = typer.Option(None, "--spacing", help="Timestep grid: trailing (default) or leading."),
+    clip: bool = typer.Option(None, "--clip/--no-clip", help="Clip the x0 estimate to [-1, 1] at each step (default: on)."),
+    backend: str = typer.Option("torch", "--backend",
+                                help="torch, or ort: onnxruntime, exporting the model to a cache on first use "
+                                     "(an .onnx model always runs on onnxruntime)."),
+    watch: bool = typer.Option(False, "--watch", help="Desktop sampler: after OUT is written, each key press "
+                                                      "writes new images (the next seed) to OUT; q quits."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
@@ -36,20 +48,33 @@ def sample(
             raise DsdError(f"--batch must be at least 1, got {batch}")
         if seed < 0:
             raise DsdError(f"--seed must be non-negative, got {seed}")
+        if backend not in BACKENDS:
+            raise DsdError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         output_kind(out)
         check_writable(out)
-        dev = setup_device(device, threads)
-        model = model or default_model(steps)
-        loaded = load_model(model, dev)
-        steps = steps if steps is not None else (loaded.distilled_steps or 64)
-        start = time.perf_counter()
-        with progress_bar() as bar:
-            task = bar.add_task(f"sample {steps} steps", total=num)
-            images = sample_images(loaded, steps, num, seed, batch, dev, spacing, clip,
-                                   on_batch=lambda n: bar.advance(task, n))
-        elapsed = time.perf_counter() - start
-        path = write_samples(to_uint8(images), out)
-        console.print(
-            f"wrote {num} images (model {model}, {steps} steps, seed {seed}) to {path} — "
-            f"{elapsed:.2f} s, {1000 * elapsed / num:.2f} ms/image on {dev}"
-        )
+        is_onnx = model is not None and Path(model).suffix.lower() == ".onnx"
+        if is_onnx or backend == "ort":
+            drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num))
+        else:
+            drawer = torch_drawer(model, steps, spacing or "trailing", True if clip is None else clip, device, threads)
+
+        def draw_and_write(seed: int) -> None:
+            write(drawer, out, num, seed, batch)
+
+        draw_and_write(seed)
+        if watch:
+            watch_loop(draw_and_write, seed)
+
+
+def write(drawer: Drawer, out: Path, num: int, seed: int, batch: int) -> None:
+    """Draw `num` images with a progress bar, write them to OUT and say how long it took."""
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(f"sample {drawer.steps} steps", total=num)
+        images = drawer.draw(num, seed, batch, lambda n: bar.advance(task, n))
+    elapsed = time.perf_counter() - start
+    path = write_samples(images, out)
+    console.print(
+        f"wrote {num} images (model {drawer.model}, {drawer.steps} steps, seed {seed}) to {path} — "
+        f"{elapsed:.2f} s, {1000 * elapsed / num:.2f} ms/image on {drawer.where}"
+    )

@@ -1,0 +1,105 @@
+"""The two ways `dsd sample` draws images: torch (a checkpoint) and onnxruntime (an exported sampler, or
+`--backend ort`, which exports the checkpoint to a cache first). Both give uint8 images from the same noise.
+
+Torch is imported only inside `torch_drawer` and the export step, so an `.onnx` model samples in an
+environment without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dsd_core.errors import DsdError
+from dsd_core.images import to_uint8
+
+from .common import err_console, setup_device
+
+Draw = Callable[[int, int, int, Callable[[int], None]], np.ndarray]  # (num, seed, batch, on_batch) → uint8
+
+
+@dataclass
+class Drawer:
+    """A ready sampler: what it is (for messages) and `draw(num, seed, batch, on_batch)`."""
+
+    model: str
+    steps: int
+    where: str
+    draw: Draw
+
+
+def require_torch(why: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise DsdError(f"{why} needs torch (pip install torch==2.13.0); without torch, dsd sample takes an "
+                       "exported .onnx model (dsd export --onnx)") from None
+
+
+def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool, device: str | None,
+                 threads: int | None) -> Drawer:
+    require_torch("sampling a checkpoint")
+    from dsd_core.checkpoint import default_model, load_model
+    from dsd_core.sampling import sample
+
+    dev = setup_device(device, threads)
+    model = model or default_model(steps)
+    loaded = load_model(model, dev)
+    steps = steps if steps is not None else (loaded.distilled_steps or 64)
+
+    def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
+        return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch))
+
+    return Drawer(model, steps, str(dev), draw)
+
+
+def ort_provider(device: str | None) -> str:
+    """`--device` in onnxruntime's terms: auto, cpu or cuda (device 0)."""
+    if device in (None, "", "auto", "cpu", "cuda", "cuda:0"):
+        return {"cuda:0": "cuda"}.get(device or "auto", device or "auto")
+    raise DsdError(f"device {device!r} is not available to onnxruntime here; use auto, cpu or cuda")
+
+
+def check_baked(path: Path, meta: dict, steps: int | None, spacing: str | None, clip: bool | None) -> None:
+    """An exported sampler has its steps, grid and clipping baked in; asking for others is an error."""
+    hint = "export another with dsd export --onnx"
+    if steps is not None and steps != meta["steps"]:
+        raise DsdError(f"{path} samples in {meta['steps']} steps, not {steps}; {hint} --steps {steps}")
+    if spacing is not None and spacing != meta["spacing"]:
+        raise DsdError(f"{path} walks the {meta['spacing']} timestep grid, not {spacing}; {hint} --spacing {spacing}")
+    if clip is not None and clip != meta["clip_x0"]:
+        raise DsdError(f"{path} was exported with{'' if meta['clip_x0'] else 'out'} x0 clipping; {hint}")
+
+
+def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: bool | None,
+               device: str | None, threads: int | None, batch: int = 1) -> Drawer:
+    """`batch`: the batch size to set the session up for now, so that timing a draw does not include it."""
+    from exporters.runtime import CUDA, OnnxSampler
+
+    provider = ort_provider(device)
+    if model is not None and Path(model).suffix.lower() == ".onnx":
+        path = Path(model)
+    else:
+        require_torch("--backend ort with a checkpoint (it is exported to ONNX on first use)")
+        from dsd_core.checkpoint import default_model
+        from exporters.cache import cached_export
+
+        model = model or default_model(steps)
+
+        def say(p: Path) -> None:
+            err_console.print(f"exporting {model} to the ONNX cache ({p}); later runs reuse it")
+
+        path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say)
+    sampler = OnnxSampler(path, threads, provider)
+    check_baked(path, sampler.metadata, steps, spacing, clip)
+    if provider == "cuda" and sampler.provider != CUDA:
+        raise DsdError("--device cuda was asked for but onnxruntime could not load its CUDA provider")
+    sampler.session(batch)
+
+    def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
+        return to_uint8(sampler.sample(num, seed, batch=batch, on_batch=on_batch) * 2 - 1)
+
+    return Drawer(str(model), sampler.steps, f"onnxruntime {sampler.provider}", draw)
