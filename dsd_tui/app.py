@@ -1,34 +1,125 @@
-"""`dsd-tui`: the Textual app. For now a home screen that says what the app will do and quits cleanly."""
+"""`dsd-tui`: set up a distillation, watch it live, export it to ONNX and sample it.
+
+The app is the screens in dsd_tui/tui/screens plus this small shell: it owns the things every screen
+shares (the engine's catalog, the runs folder, the run processes it started) and the moves between screens.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import argparse
+import sys
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
 
 from dsd_core import __version__
 
-WELCOME = """[b]dsd-tui[/b] — direct self-distillation of diffusion models
-
-Set up a distillation, watch its loss and step-frequency histogram live,
-export the result to ONNX and sample it interactively (coming in the next releases).
-
-Meanwhile use the command line:  [b]dsd train[/b], [b]dsd sample[/b], [b]dsd info[/b].
-"""
+from .tui.catalog import FALLBACK, Catalog
+from .tui.process import RunProcess
+from .tui.screens.dialogs import HelpScreen, QuitScreen
+from .tui.screens.export import ExportScreen
+from .tui.screens.run import RunScreen
+from .tui.screens.sampler import SamplerScreen
+from .tui.screens.setup import SetupScreen
+from .tui.setup_form import DistillRequest, resume_argv
 
 
 class DsdApp(App):
-    """The dsd terminal app."""
+    """The dsd terminal app; `attach` opens a run folder straight away."""
 
     TITLE = "dsd"
-    SUB_TITLE = f"v{__version__}"
-    BINDINGS = [("q", "quit", "Quit")]
-    CSS = "#welcome { padding: 1 2; }"
+    SUB_TITLE = f"direct self-distillation · v{__version__}"
+    CSS_PATH = "tui/app.tcss"
+    ENABLE_COMMAND_PALETTE = False  # its slot in the footer is worth more to the screens' own keys
+    BINDINGS = [
+        Binding("q", "quit_app", "Quit"),
+        Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("f1", "help", "Help", show=False),
+    ]
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static(WELCOME, id="welcome")
-        yield Footer()
+    def __init__(self, attach: Path | None = None, runs_root: Path = Path("runs"), catalog: Catalog | None = None,
+                 threads: int = 1, hang_after: float = 60.0):
+        super().__init__()
+        self.attach, self.runs_root = attach, Path(runs_root)
+        self.catalog = catalog or FALLBACK
+        self.threads, self.hang_after = threads, hang_after
+        self.processes: list[RunProcess] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(SetupScreen())
+        if self.attach is not None:
+            self.open_run(self.attach)
+
+    # -- moving between screens ---------------------------------------------------------------------
+    def start_run(self, request: DistillRequest) -> None:
+        run_dir = request.default_run_dir(self.runs_root)
+        n = 1
+        while run_dir.exists():  # two starts in one second
+            n += 1
+            run_dir = run_dir.with_name(f"{run_dir.name.rsplit('~', 1)[0]}~{n}")
+        self.push_screen(RunScreen(run_dir, self.track(RunProcess.start(request.argv(run_dir), run_dir))))
+
+    def launch_resume(self, run_dir: Path) -> RunProcess:
+        return self.track(RunProcess.start(resume_argv(run_dir, self.threads), run_dir))
+
+    def resume_run(self, run_dir: Path) -> None:
+        self.push_screen(RunScreen(run_dir, self.launch_resume(run_dir)))
+
+    def open_run(self, run_dir: Path) -> None:
+        process = RunProcess.find(run_dir)
+        self.push_screen(RunScreen(run_dir, self.track(process) if process else None))
+
+    def open_export(self, run_dir: Path, model: Path, steps: int) -> None:
+        self.push_screen(ExportScreen(run_dir, model, steps))
+
+    def open_sampler(self, models: dict[int, Path], save_dir: Path) -> None:
+        self.push_screen(SamplerScreen(models, save_dir))
+
+    def track(self, process: RunProcess) -> RunProcess:
+        self.processes.append(process)
+        return process
+
+    # -- app-wide keys ------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        running = [p for p in self.processes if p.running]
+        if not running:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitScreen):
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "stop":
+                for process in running:
+                    process.stop()
+            if choice in ("stop", "leave"):
+                self.exit()
+
+        self.push_screen(QuitScreen(len(running)), answer)
 
 
-def main() -> None:
-    DsdApp().run()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="dsd-tui", description="The dsd terminal app.")
+    parser.add_argument("--attach", type=Path, metavar="RUN_DIR", help="watch this run folder (running or not)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="where new runs go (default: ./runs)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for runs and sampling (default 1)")
+    parser.add_argument("--hang-after", type=float, default=60.0, metavar="S",
+                        help="warn when a running run has written no event for S seconds (default 60)")
+    args = parser.parse_args(argv)
+    if args.attach is not None and not (args.attach / "config.json").is_file() \
+            and not (args.attach / "events.jsonl").is_file():
+        parser.exit(2, f"error: {args.attach} is not a run folder (no config.json or events.jsonl)\n")
+    if args.threads < 1:
+        parser.exit(2, f"error: --threads must be at least 1, got {args.threads}\n")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    DsdApp(attach=args.attach, runs_root=args.runs, threads=args.threads, hang_after=args.hang_after).run()

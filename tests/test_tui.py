@@ -1,12 +1,191 @@
-from textual.widgets import Static
+"""The app around the run: inline errors, a run that dies, pause/stop, quitting with a run going, attaching."""
 
-from dsd_tui.app import DsdApp
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from textual.widgets import Button, Input, Static
+
+from dsd_tui.app import DsdApp, parse_args
+from dsd_tui.tui.process import RunProcess, _proc_state
+from dsd_tui.tui.screens.dialogs import HelpScreen, QuitScreen
+from dsd_tui.tui.screens.run import RunScreen
+from dsd_tui.tui.screens.setup import SetupScreen
+
+from .tui_helpers import CATALOG, use_fake_sampler, wait_for, write_finished_run
 
 
-async def test_app_starts_shows_home_and_quits():
-    app = DsdApp()
+def fake_run(run_dir: Path, body: str) -> RunProcess:
+    """A stand-in run process: writes a config event, then does `body`."""
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        with open({str(run_dir / "events.jsonl")!r}, "a") as f:
+            f.write(json.dumps({{"event": "config", "time": time.time(),
+                                "distill": {{"method": "dsd", "schedule": "naive", "n_from": 4, "n_to": 2,
+                                            "updates": 10}}}}) + "\\n")
+            f.write(json.dumps({{"event": "loss", "time": time.time(), "update": 1, "nfe": 8, "loss": 0.5}}) + "\\n")
+    """) + textwrap.dedent(body)
+    return RunProcess.start([sys.executable, "-c", script], run_dir)
+
+
+def message(screen) -> str:
+    return str(screen.query_one("#run-message", Static).render())
+
+
+async def test_starts_on_setup_help_opens_and_q_quits(tmp_path):
+    app = DsdApp(runs_root=tmp_path / "runs", catalog=CATALOG)
     async with app.run_test(size=(80, 24)) as pilot:
-        text = str(app.query_one("#welcome", Static).render())
-        assert "dsd-tui" in text and "dsd train" in text
+        assert isinstance(app.screen, SetupScreen) and app.focused is app.screen.query_one("#start", Button)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
         await pilot.press("q")
     assert app.return_code == 0
+
+
+async def test_bad_input_shows_inline_errors_and_starts_nothing(tmp_path):
+    app = DsdApp(runs_root=tmp_path / "runs", catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        field = app.screen.query_one("#updates", Input)
+        field.focus()
+        await pilot.press("x")  # focusing selects the field's text: typing replaces it
+        error = app.screen.query_one("#updates-error", Static)
+        assert error.display and "whole number" in str(error.render())
+        await pilot.press("enter")
+        assert isinstance(app.screen, SetupScreen) and not (tmp_path / "runs").exists()
+        assert "fix the fields" in str(app.screen.query_one("#start-note", Static).render())
+        await pilot.press("backspace", "5")
+        assert field.value == "5" and not error.display
+
+
+async def test_a_run_that_dies_shows_its_error_and_the_app_lives_on(tmp_path):
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        proc = fake_run(tmp_path / "r", 'print("error: the model exploded"); sys.exit(2)')
+        app.push_screen(RunScreen(tmp_path / "r", app.track(proc)))
+        await pilot.pause()
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.problem is not None, what="the failure")
+        assert "run failed" in message(screen) and "the model exploded" in message(screen)
+        assert screen.state.update == 1 and screen.query_one("#run-message").has_class("-error")
+        assert not screen.check_action("stop", ()) and not screen.check_action("resume_run", ())
+        (tmp_path / "r" / "checkpoints").mkdir()
+        (tmp_path / "r" / "checkpoints" / "state.safetensors").write_bytes(b"")
+        assert screen.check_action("resume_run", ())  # r resumes once there is a checkpoint
+        await pilot.press("escape")
+        assert isinstance(app.screen, SetupScreen)
+
+
+async def test_a_crash_without_an_error_line_shows_the_traceback_end(tmp_path):
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        proc = fake_run(tmp_path / "r", 'raise MemoryError("out of memory in the UNet")')
+        app.push_screen(RunScreen(tmp_path / "r", proc))
+        await pilot.pause()
+        await wait_for(pilot, lambda: app.screen.problem is not None, what="the crash")
+        assert "MemoryError: out of memory in the UNet" in message(app.screen)
+
+
+SLEEPER = """
+import signal, time
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    print("interrupted"); sys.exit(130)
+"""
+
+
+async def test_pause_resume_and_stop_signal_the_process(tmp_path):
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        proc = fake_run(tmp_path / "r", SLEEPER)
+        app.push_screen(RunScreen(tmp_path / "r", app.track(proc)))
+        await pilot.pause()
+        await wait_for(pilot, lambda: app.screen.state.update == 1, what="the first event")
+        await pilot.press("p")
+        assert proc.paused and _proc_state(proc.pid) == "T"
+        assert "paused" in str(app.screen.query_one("#run-status", Static).render())
+        await pilot.press("p")
+        assert not proc.paused and _proc_state(proc.pid) != "T"
+        await pilot.press("p", "s")  # a stop while paused must still arrive
+        await wait_for(pilot, lambda: app.screen.problem is not None, what="the stop")
+        assert proc.poll() == 130 and "stopped at update 1" in message(app.screen)
+
+
+@pytest.mark.parametrize("choice", ["leave", "stop"])
+async def test_quitting_with_a_run_going_asks(tmp_path, choice):
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    proc = None
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            proc = fake_run(tmp_path / "r", SLEEPER)
+            app.push_screen(RunScreen(tmp_path / "r", app.track(proc)))
+            await pilot.pause()
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitScreen)
+            await pilot.click(f"#{choice}")
+        assert app.return_code == 0
+        if choice == "stop":
+            proc.popen.wait(10)
+            assert proc.poll() == 130
+        else:
+            assert proc.running and RunProcess.find(tmp_path / "r").pid == proc.pid  # found again by --attach
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.popen.send_signal(signal.SIGKILL)
+            proc.popen.wait(10)
+
+
+async def test_attach_to_a_finished_run(tmp_path):
+    run = write_finished_run(tmp_path / "r", updates=40)
+    app = DsdApp(attach=run, runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.process is None
+        status = str(screen.query_one("#run-status", Static).render())
+        assert "update 40/40" in status and "finished" in status and "4.0 upd/s" in status
+        assert screen.check_action("export", ()) and not screen.check_action("pause", ())
+
+
+async def test_a_silent_unfinished_run_is_reported(tmp_path):
+    run = write_finished_run(tmp_path / "r", updates=40, ended=False)  # its events are from 2023
+    app = DsdApp(attach=run, runs_root=tmp_path, catalog=CATALOG, hang_after=30)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "no events for" in str(app.screen.query_one("#run-status", Static).render())
+
+
+def test_attach_needs_a_run_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--attach", str(tmp_path)])
+    assert exc.value.code == 2 and "not a run folder" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps({"command": "distill"}))
+    assert parse_args(["--attach", str(tmp_path)]).attach == tmp_path
+
+
+async def test_sampler_keys_change_seed_steps_and_save(tmp_path, monkeypatch):
+    use_fake_sampler(monkeypatch)
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_sampler({2: tmp_path / "m-2steps.onnx", 4: tmp_path / "m-4steps.onnx"}, tmp_path / "out")
+        await pilot.pause()
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.latest is not None, what="samples")
+        assert (screen.latest.seed, screen.latest.steps) == (0, 2)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: screen.latest.seed == 1, what="seed 1")
+        await pilot.press("]")
+        await wait_for(pilot, lambda: screen.latest.steps == 4, what="4 steps")
+        assert "seed 1 · 4 steps" in str(screen.query_one("#sample-info", Static).render())
+        await pilot.press("]")  # already the most steps exported: stays
+        await pilot.press("s")
+        await pilot.pause()
+        saved = tmp_path / "out" / "samples-4steps-seed1.png"
+        assert saved.is_file() and Image.open(saved).size[0] > 8 * 8 * 2

@@ -1,0 +1,78 @@
+"""Digit grids for the terminal: cut a run's preview PNG into its tiles, and lay tiles out at one pixel per
+half-cell, as many as fit, so 8×8 digits stay legible in an 80×24 terminal. Torch-free, unlike dsd_core.images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GAP_VALUE = 96  # the grey of the gaps dsd_core.images.make_grid draws between tiles
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of False in a 1-d mask."""
+    out, start = [], None
+    for i, gap in enumerate(mask.tolist() + [True]):
+        if not gap and start is None:
+            start = i
+        elif gap and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def _native(tile: np.ndarray) -> np.ndarray:
+    """Undo nearest-neighbour upscaling: the largest block size the tile is made of."""
+    h = tile.shape[0]
+    for s in range(h, 1, -1):
+        if h % s == 0 and tile.shape[1] % s == 0:
+            small = tile[::s, ::s]
+            if np.array_equal(small.repeat(s, 0).repeat(s, 1), tile):
+                return small
+    return tile
+
+
+def tiles_from_grid(path: str | Path) -> np.ndarray:
+    """(N, h, w) or (N, h, w, 3) uint8 tiles at native resolution, in reading order; one tile if the picture
+    is not a gapped grid."""
+    with Image.open(path) as picture:
+        image = np.asarray(picture.convert("L" if picture.mode in ("L", "1") else "RGB"))
+    flat = image if image.ndim == 2 else image.min(axis=2)
+    high = image if image.ndim == 2 else image.max(axis=2)
+    gap = (flat == GAP_VALUE) & (high == GAP_VALUE)
+    rows, cols = _runs(gap.all(axis=1)), _runs(gap.all(axis=0))
+    sizes = {(r1 - r0, c1 - c0) for r0, r1 in rows for c0, c1 in cols}
+    if not rows or not cols or len(sizes) != 1:
+        return image[None]
+    return np.stack([_native(image[r0:r1, c0:c1]) for r0, r1 in rows for c0, c1 in cols])
+
+
+def fit(tile_h: int, tile_w: int, cells_w: int, cells_h: int, count: int) -> tuple[int, int]:
+    """(cols, rows) of tiles with 1-pixel gaps that fit cells_w × cells_h half-cell characters."""
+    cols = max(1, (cells_w - 1) // (tile_w + 1))
+    rows = max(1, (2 * cells_h - 1) // (tile_h + 1))
+    cols = min(cols, count)
+    return cols, max(1, min(rows, -(-count // cols)))
+
+
+def compose(tiles: np.ndarray, cols: int, rows: int, gap: int = 1, scale: int = 1) -> Image.Image:
+    """The first cols × rows tiles on a dark grey canvas, each upscaled by `scale`."""
+    n, h, w = tiles.shape[:3]
+    h, w = h * scale, w * scale
+    shape = (rows * (h + gap) + gap, cols * (w + gap) + gap) + tiles.shape[3:]
+    canvas = np.full(shape, 40, dtype=np.uint8)
+    for i in range(min(n, cols * rows)):
+        r, c = divmod(i, cols)
+        big = tiles[i].repeat(scale, 0).repeat(scale, 1)
+        canvas[gap + r * (h + gap): gap + r * (h + gap) + h, gap + c * (w + gap): gap + c * (w + gap) + w] = big
+    return Image.fromarray(canvas)
+
+
+def to_tiles(images: np.ndarray) -> np.ndarray:
+    """Sampler output (N, C, H, W) float in [0, 1] → (N, H, W[, 3]) uint8 tiles."""
+    x = np.clip(np.rint(np.asarray(images, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    x = x.transpose(0, 2, 3, 1)
+    return x[..., 0] if x.shape[-1] == 1 else x

@@ -1,0 +1,157 @@
+"""What the run screen shows, folded from a run's events: one pure function of the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RATE_WINDOW = 50  # loss events the updates/s estimate looks back over
+
+
+@dataclass
+class Preview:
+    update: int
+    path: Path
+    label: str
+
+
+@dataclass
+class RunState:
+    """Everything known about a run so far; `apply` takes events in log order."""
+
+    method: str = ""
+    schedule: str = ""
+    n_from: int = 0
+    n_to: int = 0
+    total_updates: int = 0
+    stages: list[dict] = field(default_factory=list)
+    stage: dict | None = None
+    updates: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    update: int = 0
+    nfe: int = 0
+    finest_grid: list[int] = field(default_factory=list)
+    histogram: list[int] = field(default_factory=list)
+    previews: list[Preview] = field(default_factory=list)
+    snapshots: dict[int, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    model: Path | None = None
+    wall_seconds: float | None = None
+    last_event_time: float | None = None
+    events: int = 0
+
+    def apply(self, event: dict) -> None:
+        kind = event.get("event")
+        self.events += 1
+        if isinstance(event.get("time"), (int, float)):
+            self.last_event_time = float(event["time"])
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            try:
+                handler(event)
+            except (KeyError, TypeError, ValueError) as exc:  # a malformed event must not take the app down
+                self.warnings.append(f"unreadable {kind} event: {exc!r}")
+
+    def _on_config(self, e: dict) -> None:
+        d = e.get("distill", {})
+        self.method, self.schedule = d.get("method", ""), d.get("schedule", "")
+        self.n_from, self.n_to, self.total_updates = d.get("n_from", 0), d.get("n_to", 0), d.get("updates", 0)
+        self.stages = list(e.get("stages", []))
+
+    def _on_stage(self, e: dict) -> None:
+        self.stage = {k: int(e[k]) for k in ("index", "steps", "target_steps", "updates")}
+        self.stage["method"] = str(e.get("method", self.method))
+        if not self.finest_grid:
+            self.histogram = [0] * (self.stages[0]["steps"] if self.stages else int(e["steps"]))
+
+    def _on_loss(self, e: dict) -> None:
+        self.update, self.nfe = int(e["update"]), int(e["nfe"])
+        if e.get("loss") is not None:
+            self.updates.append(self.update)
+            self.losses.append(float(e["loss"]))
+            self.times.append(float(e.get("time", 0.0)))
+
+    def _on_histogram(self, e: dict) -> None:
+        self.finest_grid = [int(t) for t in e["finest_grid"]]
+        self.histogram = [int(c) for c in e["per_index"]]
+
+    def _on_samples(self, e: dict) -> None:
+        preview = Preview(int(e["update"]), Path(e["path"]), e.get("label") or f"update {e['update']}")
+        self.previews = [p for p in self.previews if p.update != preview.update] + [preview]
+
+    def _on_snapshot(self, e: dict) -> None:
+        self.snapshots[int(e["steps"])] = Path(e["path"])
+
+    def _on_resume(self, e: dict) -> None:
+        """Updates after the checkpoint are done again: drop what the interrupted process logged for them."""
+        self.update = int(e["update"])
+        keep = sum(1 for u in self.updates if u <= self.update)
+        del self.updates[keep:], self.losses[keep:], self.times[keep:]
+        self.previews = [p for p in self.previews if p.update <= self.update]
+        self.error = None
+
+    def _on_warning(self, e: dict) -> None:
+        self.warnings.append(str(e.get("message", "")))
+
+    def _on_error(self, e: dict) -> None:
+        self.error = str(e.get("message", "the run reported an error"))
+
+    def _on_end(self, e: dict) -> None:
+        self.update = int(e.get("update", self.update))
+        self.model = Path(e["model"])
+        self.wall_seconds = e.get("wall_seconds")
+        nfe = e.get("nfe")
+        if isinstance(nfe, dict):
+            self.nfe = int(sum(nfe.values()))
+
+    # -- derived -------------------------------------------------------------------------------------
+    @property
+    def ended(self) -> bool:
+        return self.model is not None
+
+    @property
+    def first_preview(self) -> Preview | None:
+        return self.previews[0] if self.previews else None
+
+    @property
+    def latest_preview(self) -> Preview | None:
+        return self.previews[-1] if len(self.previews) > 1 else None
+
+    def rate(self) -> float | None:
+        """Updates per second over the last loss events (pauses inside the window lower it, as they should)."""
+        n = min(len(self.times), RATE_WINDOW)
+        if n < 2 or self.times[-1] <= self.times[-n]:
+            return None
+        return (self.updates[-1] - self.updates[-n]) / (self.times[-1] - self.times[-n])
+
+    def eta_seconds(self) -> float | None:
+        rate = self.rate()
+        if rate is None or self.ended or not self.total_updates:
+            return None
+        return max(0.0, (self.total_updates - self.update) / rate)
+
+    def stage_text(self) -> str:
+        if self.stage is None:
+            return "starting"
+        of = f" ({self.stage['index'] + 1}/{len(self.stages)})" if self.stages else ""
+        method = f" {self.stage['method'].upper()}" if self.method == "dsd+pd" else ""
+        return f"{self.stage['steps']}→{self.stage['target_steps']}{method}{of}"
+
+
+def smooth(values: list[float], alpha: float = 0.05) -> list[float]:
+    """Bias-corrected exponential moving average, so the first points are not dragged towards zero."""
+    out, avg, weight = [], 0.0, 0.0
+    for v in values:
+        avg = (1 - alpha) * avg + alpha * v
+        weight = (1 - alpha) * weight + alpha
+        out.append(avg / weight)
+    return out
+
+
+def format_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,1 @@
+"""One module per screen: setup (home), run, export, sampler, and the help and quit dialogs."""

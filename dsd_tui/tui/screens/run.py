@@ -1,0 +1,210 @@
+"""A run, live: loss, step-frequency histogram, stage, speed, NFE, ETA and previews, tailed from the run's
+event log; pause, resume, stop. Whatever the run process does, this screen only reports it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ..process import RunProcess, error_line, log_tail
+from ..runstate import RunState, format_duration
+from ..tail import EventTail
+from ..widgets.histogram import StepHistogram
+from ..widgets.loss_plot import LossPlot
+from ..widgets.tiles import TileGrid
+
+POLL_S = 0.25
+STATE_FILE = "state.safetensors"  # dsd_core.distill.runner.STATE_FILE (that module imports torch)
+EXIT_INTERRUPTED = 130
+
+
+class RunScreen(Screen):
+    """Watches RUN_DIR; `process` is the run's process when this app started or found it, else None."""
+
+    BINDINGS = [
+        Binding("p", "pause", "Pause/resume"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("e", "export", "Export ONNX"),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, run_dir: Path, process: RunProcess | None):
+        super().__init__()
+        self.run_dir, self.process = Path(run_dir), process
+        self.state = RunState()
+        self.tail = EventTail(self.run_dir / "events.jsonl")
+        self.watch_started = time.time()
+        self.shown_previews: tuple[Path | None, Path | None] = (None, None)
+        self.problem: str | None = None  # why the run is not running, shown in place
+        self.exit_seen = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="run-status")
+        with Horizontal(id="charts"):
+            yield LossPlot(id="loss")
+            yield StepHistogram(id="histogram")
+        with Horizontal(id="previews"):
+            with Vertical(classes="preview"):
+                yield Static("undistilled", id="first-label", classes="preview-label")
+                yield TileGrid(id="first")
+            with Vertical(classes="preview"):
+                yield Static("current model", id="latest-label", classes="preview-label")
+                yield TileGrid(id="latest")
+        yield Static("", id="run-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.run_dir)
+        self.query_one("#histogram").border_title = "updates per step index"
+        self.poll()
+        self.set_interval(POLL_S, self.poll)
+
+    # -- following the run --------------------------------------------------------------------------
+    def poll(self) -> None:
+        events = self.tail.read_new()
+        for event in events:
+            self.state.apply(event)
+        if events:
+            self.show_charts()
+            self.show_previews()
+        self.check_process()
+        self.show_status()
+        self.refresh_bindings()
+
+    def check_process(self) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        code = proc.poll()
+        if code is None or self.exit_seen:
+            return
+        self.exit_seen = True
+        for event in self.tail.read_new():  # the last events the process wrote before it went
+            self.state.apply(event)
+        self.show_charts()
+        self.show_previews()
+        if code == 0 or self.state.ended:
+            return
+        if code == EXIT_INTERRUPTED:
+            if self.checkpointed():
+                self.problem = f"stopped at update {self.state.update}; r resumes from the last checkpoint"
+            else:
+                self.problem = f"stopped at update {self.state.update}, before its first checkpoint"
+        else:
+            reason = self.state.error or error_line(self.run_dir) or f"the run process exited with code {code}"
+            self.problem = f"[b]run failed:[/b] {reason}"
+            if not self.state.error and error_line(self.run_dir) is None:
+                self.problem += "\n" + "\n".join(log_tail(self.run_dir, 3))
+
+    def show_charts(self) -> None:
+        self.query_one("#loss", LossPlot).set_losses(self.state.updates, self.state.losses)
+        histogram = self.query_one("#histogram", StepHistogram)
+        histogram.counts = tuple(self.state.histogram)
+        if self.state.histogram:
+            histogram.border_title = f"updates per step · {len(self.state.histogram)}-step grid"
+
+    def show_previews(self) -> None:
+        first, latest = self.state.first_preview, self.state.latest_preview
+        paths = (first.path if first else None, latest.path if latest else None)
+        if paths == self.shown_previews:
+            return
+        if first is not None and paths[0] != self.shown_previews[0]:
+            self.query_one("#first", TileGrid).load_grid(first.path)
+            self.query_one("#first-label", Static).update(f"{first.label} · {self.state.n_to} steps")
+        if latest is not None and paths[1] != self.shown_previews[1]:
+            self.query_one("#latest", TileGrid).load_grid(latest.path)
+            self.query_one("#latest-label", Static).update(f"update {latest.update} · same noise")
+        self.shown_previews = paths
+
+    def phase(self) -> str:
+        s, proc = self.state, self.process
+        if s.ended:
+            return "[green]finished[/green]"
+        if self.problem is not None:
+            return "[red]failed[/red]" if "failed" in self.problem else "[yellow]stopped[/yellow]"
+        if s.error and (proc is None or not proc.running):
+            return "[red]failed[/red]"
+        if proc is not None and proc.stopping:
+            return "[yellow]stopping…[/yellow]"
+        if proc is not None and proc.paused:
+            return "[yellow]paused[/yellow] · p resumes"
+        last = s.last_event_time or (self.watch_started if proc else None)
+        quiet = time.time() - last if last else 0.0
+        if last and quiet > self.app.hang_after:
+            return f"[red]no events for {quiet:.0f} s[/red]"
+        if proc is None:
+            return "watching" if s.events else "[dim]no events yet[/dim]"
+        return "[green]running[/green]"
+
+    def show_status(self) -> None:
+        s = self.state
+        phase = self.phase()
+        moving = phase.endswith(("running[/green]", "watching"))
+        rate, eta = (s.rate(), s.eta_seconds()) if moving else (None, None)
+        if s.ended and s.wall_seconds:
+            rate = s.update / s.wall_seconds  # the run's average
+        head = f"[b]{s.method.upper() or 'run'}[/b] {s.schedule} {s.n_from}→{s.n_to}" if s.method else "[b]run[/b]"
+        line1 = f"{head} · stage {s.stage_text()} · update {s.update}/{s.total_updates or '?'} · {phase}"
+        line2 = (f"{rate:.1f} upd/s" if rate else "– upd/s") + f" · NFE {s.nfe:,}"
+        if eta is not None:
+            line2 += f" · ETA {format_duration(eta)}"
+        if s.ended and s.wall_seconds is not None:
+            line2 += f" · took {format_duration(s.wall_seconds)}"
+        if s.losses:
+            line2 += f" · loss {s.losses[-1]:.4g}"
+        self.query_one("#run-status", Static).update(line1 + "\n" + line2)
+        message = self.problem or ""
+        if not message and s.error:
+            message = f"[b]run error:[/b] {s.error}"
+        if not message and s.ended:
+            message = "[b]e[/b] exports the distilled model to ONNX, then [b]s[/b] opens the sampler"
+        if not message and s.warnings:
+            message = f"[yellow]warning:[/yellow] {s.warnings[-1]} ({len(s.warnings)} in all)"
+        widget = self.query_one("#run-message", Static)
+        widget.update(message)
+        widget.set_class("failed" in phase, "-error")
+
+    def checkpointed(self) -> bool:
+        return (self.run_dir / "checkpoints" / STATE_FILE).is_file()
+
+    # -- keys ---------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        live = self.process is not None and self.process.running
+        if action in ("pause", "stop"):
+            return live
+        if action == "resume_run":
+            return not live and not self.state.ended and self.checkpointed()
+        if action == "export":
+            return self.state.ended
+        return True
+
+    def action_pause(self) -> None:
+        if self.process is None:
+            return
+        if self.process.paused:
+            self.process.resume()
+        else:
+            self.process.pause()
+        self.show_status()
+
+    def action_stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.show_status()
+
+    def action_resume_run(self) -> None:
+        self.problem, self.exit_seen = None, False
+        self.state.error = None
+        self.process = self.app.launch_resume(self.run_dir)
+
+    def action_export(self) -> None:
+        if self.state.model is not None:
+            self.app.open_export(self.run_dir, self.state.model, self.state.n_to)

@@ -1,0 +1,178 @@
+"""Home: set up a distillation (inline errors as you type) and start it; open or resume a recent run."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+
+from ..catalog import Catalog, load_catalog, method_label
+from ..messages import CatalogLoaded
+from ..recent import RecentRun, recent_runs
+from ..setup_form import CHECKPOINT, DEFAULTS, DistillRequest, check
+
+FIELDS = [  # (key, label, kind); kind "select" or "input"
+    ("model", "model", "select"), ("path", "checkpoint", "input"),
+    ("method", "method", "select"), ("schedule", "schedule", "select"),
+    ("n_from", "from steps", "input"), ("n_to", "to steps", "input"),
+    ("updates", "updates", "input"), ("batch", "batch", "input"),
+    ("lr", "lr", "input"), ("seed", "seed", "input"),
+]
+PLACEHOLDERS = {"path": "file or diffusers folder"}
+
+
+def choices(catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
+    return {
+        "model": [(m, m) for m in catalog.models] + [("checkpoint file…", CHECKPOINT)],
+        "method": [(method_label(m), m) for m in catalog.methods],
+        "schedule": [(s, s) for s in catalog.schedules],
+    }
+
+
+def default_choice(options: list[tuple[str, str]], wanted: object) -> str:
+    values = [v for _, v in options]
+    return wanted if wanted in values else values[0]
+
+
+class SetupScreen(Screen):
+    """The form and the recent runs; Enter in any field (or the Start button) starts the run."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "start", "Start run"),
+        Binding("o", "open_run", "Open run", show=False),
+        Binding("r", "resume_run", "Resume run", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="setup"):
+            yield Static("[b]Distil a diffusion model into fewer sampling steps[/b]", id="setup-title")
+            with Grid(id="form"):
+                for key, label, kind in FIELDS:
+                    yield Label(label, classes="field-label")
+                    with Vertical(classes="field"):
+                        if kind == "select":
+                            options = choices(self.app.catalog)[key]
+                            yield Select(options, value=default_choice(options, DEFAULTS[key]), id=key,
+                                         allow_blank=False, compact=True)
+                        else:
+                            yield Input(DEFAULTS[key], id=key, compact=True, placeholder=PLACEHOLDERS.get(key, ""),
+                                        disabled=key == "path")
+                        yield Static("", id=f"{key}-error", classes="error", markup=False)
+            with Horizontal(id="start-row"):
+                yield Button("Start distilling", id="start", variant="primary", compact=True)
+                yield Static("", id="start-note")
+            yield Static("[b]Recent runs[/b]  [dim]enter opens · r resumes a stopped run[/dim]", id="recent-title")
+            yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.fill_choices(self.app.catalog)
+        table = self.query_one("#recent", DataTable)
+        table.add_columns("run", "method", "steps", "progress", "status")
+        self.refresh_recent()
+        self.query_one("#start", Button).focus()
+        if not self.app.catalog.loaded:
+            self.ask_engine()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_recent()
+
+    @work(exclusive=True, group="catalog")
+    async def ask_engine(self) -> None:
+        self.post_message(CatalogLoaded(await load_catalog()))
+
+    @on(CatalogLoaded)
+    def catalog_loaded(self, message: CatalogLoaded) -> None:
+        self.app.catalog = message.catalog
+        self.fill_choices(message.catalog)
+
+    def fill_choices(self, catalog: Catalog) -> None:
+        """Set each select's options, keeping what the user already chose when it is still offered."""
+        for key, options in choices(catalog).items():
+            select = self.query_one(f"#{key}", Select)
+            current = select.value
+            select.set_options(options)
+            select.value = default_choice(options, current)
+
+    # -- the form -----------------------------------------------------------------------------------
+    def values(self) -> dict[str, str]:
+        out = {}
+        for key, _, kind in FIELDS:
+            widget = self.query_one(f"#{key}")
+            value = widget.value
+            out[key] = "" if value is Select.BLANK or value is None else str(value)
+        out["threads"] = str(self.app.threads)
+        return out
+
+    def validate(self, show: set[str] | None = None) -> DistillRequest | None:
+        """Check every field; show the errors of `show` (all when None) and clear the others."""
+        catalog = self.app.catalog
+        request, errors = check(self.values(), catalog.methods, catalog.schedules, catalog.models)
+        for key, _, _ in FIELDS:
+            if show is None or key in show or key not in errors:
+                error = self.query_one(f"#{key}-error", Static)
+                error.update(errors.get(key, ""))
+                error.display = key in errors
+            self.query_one(f"#{key}").set_class(key in errors and (show is None or key in show), "-invalid")
+        return request
+
+    @on(Input.Changed)
+    def input_changed(self, event: Input.Changed) -> None:
+        self.validate(show={event.input.id})
+
+    @on(Select.Changed)
+    def select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "model":
+            path = self.query_one("#path", Input)
+            path.disabled = event.value != CHECKPOINT
+            if not path.disabled:
+                path.focus()
+        self.validate(show={event.select.id})
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        request = self.validate()
+        note = self.query_one("#start-note", Static)
+        if request is None:
+            note.update("[red]fix the fields marked above[/red]")
+            return
+        note.update("")
+        self.app.start_run(request)
+
+    # -- recent runs --------------------------------------------------------------------------------
+    def refresh_recent(self) -> None:
+        table = self.query_one("#recent", DataTable)
+        table.clear()
+        self.runs: list[RecentRun] = recent_runs(self.app.runs_root)
+        for run in self.runs:
+            progress = f"{run.update}/{run.updates}"
+            table.add_row(run.path.name, method_label(run.method), f"{run.steps} {run.schedule}", progress, run.status)
+        if not self.runs:
+            table.add_row(f"none yet in {self.app.runs_root}/", "", "", "", "")
+
+    def selected_run(self) -> RecentRun | None:
+        table = self.query_one("#recent", DataTable)
+        if not self.runs or not table.has_focus:
+            return None
+        return self.runs[min(table.cursor_row, len(self.runs) - 1)]
+
+    @on(DataTable.RowSelected, "#recent")
+    def action_open_run(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.app.open_run(run.path)
+
+    def action_resume_run(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            return
+        if run.resumable:
+            self.app.resume_run(run.path)
+        else:
+            self.notify(f"{run.path.name} is {run.status}; only a stopped or failed run can be resumed",
+                        severity="warning")

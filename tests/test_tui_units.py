@@ -1,0 +1,132 @@
+"""The app's torch-free parts on their own: tailing the log, folding events, the form's checks, grids."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dsd_tui.tui.grid import compose, fit, tiles_from_grid, to_tiles
+from dsd_tui.tui.recent import recent_runs
+from dsd_tui.tui.runstate import RunState, smooth
+from dsd_tui.tui.setup_form import CHECKPOINT, DEFAULTS, check
+from dsd_tui.tui.tail import EventTail
+from dsd_tui.tui.widgets.histogram import columns
+
+from .tui_helpers import CATALOG, grid_png, write_finished_run
+
+
+def test_tail_waits_for_the_newline_of_a_torn_line(tmp_path):
+    log = tmp_path / "events.jsonl"
+    tail = EventTail(log)
+    assert tail.read_new() == []  # no file yet
+    log.write_text('{"event": "config"}\n{"event": "lo')
+    assert [e["event"] for e in tail.read_new()] == ["config"]
+    assert tail.read_new() == []
+    with open(log, "a") as f:
+        f.write('ss", "update": 1}\nnot json\n')
+    assert tail.read_new() == [{"event": "loss", "update": 1}]
+    log.write_text('{"event": "end"}\n')  # replaced by a shorter log: start over
+    assert tail.read_new() == [{"event": "end"}]
+
+
+def test_state_folds_a_run_and_resume_drops_the_redone_updates(tmp_path):
+    run = write_finished_run(tmp_path / "run", updates=40)
+    state = RunState()
+    for line in (run / "events.jsonl").read_text().splitlines():
+        state.apply(json.loads(line))
+    assert state.ended and state.update == 40 and state.total_updates == 40
+    assert state.updates == list(range(1, 41)) and state.histogram == [40, 0, 40, 0, 20, 0, 20, 0]
+    assert state.stage_text() == "4→2 (2/2)" and state.nfe == 8 * 40 + 32
+    assert state.rate() == pytest.approx(4.0)  # loss events every 0.25 s
+    assert state.first_preview.label == "undistilled" and state.latest_preview.update == 40
+    state.apply({"event": "resume", "update": 30})
+    assert state.updates[-1] == 30 and len(state.losses) == 30 and state.latest_preview is None
+
+
+def test_a_malformed_event_becomes_a_warning_not_an_exception():
+    state = RunState()
+    state.apply({"event": "loss", "update": "x"})
+    state.apply({"event": "stage"})
+    assert len(state.warnings) == 2 and state.update == 0
+
+
+def test_smoothing_is_bias_corrected():
+    assert smooth([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    assert smooth([0.0, 10.0], alpha=0.5)[-1] == pytest.approx(10 * 0.5 / 0.75)
+
+
+def form(**changes) -> dict[str, str]:
+    return {**DEFAULTS, **changes}
+
+
+def check_form(**changes):
+    return check(form(**changes), CATALOG.methods, CATALOG.schedules, CATALOG.models)
+
+
+def test_form_defaults_make_the_documented_command(tmp_path):
+    request, errors = check_form()
+    assert errors == {}
+    argv = request.argv(tmp_path / "r")
+    cmd = argv[argv.index("distill"):]
+    assert cmd[:11] == ["distill", "--model", "digits", "--method", "dsd", "--schedule", "iterative",
+                        "--from", "32", "--to", "8"]
+    assert cmd[cmd.index("--threads") + 1] == "1" and cmd[cmd.index("--run-dir") + 1] == str(tmp_path / "r")
+
+
+@pytest.mark.parametrize("changes, field, words", [
+    ({"updates": "many"}, "updates", "whole number"),
+    ({"batch": "0"}, "batch", "at least 1"),
+    ({"lr": "fast"}, "lr", "number"),
+    ({"lr": "-1"}, "lr", "between"),
+    ({"n_from": "24", "n_to": "8"}, "n_from", "iterative"),
+    ({"n_from": "8", "n_to": "8"}, "n_to", "half"),
+    ({"schedule": "gradual-linear", "n_from": "33", "n_to": "4"}, "n_from", "even"),
+    ({"method": "magic"}, "method", "choose one of"),
+    ({"model": CHECKPOINT, "path": ""}, "path", "give a checkpoint"),
+    ({"model": CHECKPOINT, "path": "/no/such/file.safetensors"}, "path", "does not exist"),
+])
+def test_bad_fields_get_their_own_error(changes, field, words):
+    request, errors = check_form(**changes)
+    assert request is None and list(errors) == [field] and words in errors[field]
+
+
+def test_naive_ignores_from_and_a_checkpoint_path_is_passed_on(tiny_ckpt):
+    request, errors = check_form(schedule="naive", n_from="4", n_to="8", model=CHECKPOINT, path=str(tiny_ckpt))
+    assert errors == {} and request.model == str(tiny_ckpt)
+
+
+def test_grid_tiles_come_back_at_native_size(tmp_path):
+    from dsd_core.images import make_grid
+
+    tiles = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+    tiles[:, 0, 0, 0] = 96  # the gap grey inside tiles must not split them
+    make_grid(tiles).save(tmp_path / "g.png")
+    back = tiles_from_grid(tmp_path / "g.png")
+    assert back.shape == (64, 8, 8) and np.array_equal(back, tiles[..., 0])
+
+
+def test_fit_and_compose_keep_one_pixel_per_half_cell():
+    assert fit(8, 8, cells_w=38, cells_h=10, count=64) == (4, 2)  # 4·9+1 = 37 ≤ 38; 2·9+1 = 19 ≤ 20
+    assert fit(8, 8, cells_w=200, cells_h=100, count=6) == (6, 1)
+    picture = compose(np.full((6, 8, 8), 255, np.uint8), cols=4, rows=2)
+    assert picture.size == (37, 19)
+    images = np.random.default_rng(0).random((3, 1, 8, 8)).astype(np.float32)
+    assert to_tiles(images).shape == (3, 8, 8) and to_tiles(images).dtype == np.uint8
+
+
+def test_histogram_groups_bins_when_columns_run_out():
+    assert columns([1, 2, 3, 4, 5], 10) == [1, 2, 3, 4, 5]
+    assert columns([1, 2, 3, 4, 5], 2) == [6, 9]
+
+
+def test_recent_runs_say_how_far_each_got(tmp_path):
+    write_finished_run(tmp_path / "a", updates=40)
+    write_finished_run(tmp_path / "b", updates=40, ended=False)
+    (tmp_path / "junk").mkdir()
+    grid_png(tmp_path / "c" / "x.png", 0)
+    runs = {r.path.name: r for r in recent_runs(tmp_path)}
+    assert set(runs) == {"a", "b"}
+    assert runs["a"].status == "finished" and not runs["a"].resumable
+    assert runs["b"].status == "stopped" and runs["b"].resumable and runs["b"].update == 40
