@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-import click
+import typer
 
 from .common import err_console
 
@@ -15,7 +15,7 @@ def read_key() -> str:
     """One key from a terminal; one line from a pipe (Enter = next). "" at the end of input."""
     if sys.stdin.isatty():
         try:
-            return click.getchar()
+            return typer.getchar()  # typer's own click: plain click may not be installed
         except EOFError:  # Ctrl-D
             return ""
     line = sys.stdin.readline()
