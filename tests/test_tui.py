@@ -189,3 +189,23 @@ async def test_sampler_keys_change_seed_steps_and_save(tmp_path, monkeypatch):
         await pilot.pause()
         saved = tmp_path / "out" / "samples-4steps-seed1.png"
         assert saved.is_file() and Image.open(saved).size[0] > 8 * 8 * 2
+
+
+async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):
+    started = fake_run(tmp_path / "r", SLEEPER)  # as if by another dsd-tui that was left
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
+            app.open_run(tmp_path / "r")
+            await pilot.pause()
+            screen = app.screen
+            assert screen.process is not None and screen.process.popen is None  # found, not started
+            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: screen.problem is not None, what="the stop")
+            assert "stopped at update 1" in message(screen) and "failed" not in message(screen)
+    finally:
+        if started.popen.poll() is None:
+            started.popen.kill()
+        started.popen.wait(10)

@@ -43,6 +43,10 @@ def test_state_folds_a_run_and_resume_drops_the_redone_updates(tmp_path):
     assert state.first_preview.label == "undistilled" and state.latest_preview.update == 40
     state.apply({"event": "resume", "update": 30})
     assert state.updates[-1] == 30 and len(state.losses) == 30 and state.latest_preview is None
+    assert state.rate() is None  # the pause before a resume must not count as slowness
+    for u, t in ((31, 1_800_000_000.0), (32, 1_800_000_000.5)):
+        state.apply({"event": "loss", "time": t, "update": u, "nfe": 0, "loss": 0.1})
+    assert state.rate() == pytest.approx(2.0)
 
 
 def test_a_malformed_event_becomes_a_warning_not_an_exception():
@@ -129,4 +133,7 @@ def test_recent_runs_say_how_far_each_got(tmp_path):
     runs = {r.path.name: r for r in recent_runs(tmp_path)}
     assert set(runs) == {"a", "b"}
     assert runs["a"].status == "finished" and not runs["a"].resumable
-    assert runs["b"].status == "stopped" and runs["b"].resumable and runs["b"].update == 40
+    assert runs["b"].status == "stopped" and runs["b"].update == 40 and not runs["b"].resumable  # no checkpoint
+    (tmp_path / "b" / "checkpoints").mkdir()
+    (tmp_path / "b" / "checkpoints" / "state.safetensors").write_bytes(b"")
+    assert {r.path.name: r for r in recent_runs(tmp_path)}["b"].resumable

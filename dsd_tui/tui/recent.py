@@ -20,10 +20,12 @@ class RecentRun:
     update: int
     updates: int
     status: str  # running, finished, failed, stopped
+    checkpointed: bool = False
 
     @property
     def resumable(self) -> bool:
-        return self.status in ("stopped", "failed")
+        """`dsd distill --resume` needs a checkpoint to start from."""
+        return self.status in ("stopped", "failed") and self.checkpointed
 
 
 def _last_events(path: Path) -> list[dict]:
@@ -63,7 +65,8 @@ def describe(run_dir: Path) -> RecentRun | None:
     if status != "finished" and RunProcess.find(run_dir) is not None:
         status = "running"
     return RecentRun(run_dir, d.get("method", "?"), d.get("schedule", "?"), f"{d.get('n_from')}→{d.get('n_to')}",
-                     update, int(d.get("updates", 0)), status)
+                     update, int(d.get("updates", 0)), status,
+                     (run_dir / "checkpoints" / "state.safetensors").is_file())
 
 
 def recent_runs(root: Path, limit: int = 20) -> list[RecentRun]:

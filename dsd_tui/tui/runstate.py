@@ -41,6 +41,7 @@ class RunState:
     wall_seconds: float | None = None
     last_event_time: float | None = None
     events: int = 0
+    rate_from: int = 0  # the speed is measured on losses logged since the last (re)start
 
     def apply(self, event: dict) -> None:
         kind = event.get("event")
@@ -89,6 +90,7 @@ class RunState:
         self.update = int(e["update"])
         keep = sum(1 for u in self.updates if u <= self.update)
         del self.updates[keep:], self.losses[keep:], self.times[keep:]
+        self.rate_from = keep
         self.previews = [p for p in self.previews if p.update <= self.update]
         self.error = None
 
@@ -121,7 +123,7 @@ class RunState:
 
     def rate(self) -> float | None:
         """Updates per second over the last loss events (pauses inside the window lower it, as they should)."""
-        n = min(len(self.times), RATE_WINDOW)
+        n = min(len(self.times) - self.rate_from, RATE_WINDOW)
         if n < 2 or self.times[-1] <= self.times[-n]:
             return None
         return (self.updates[-1] - self.updates[-n]) / (self.times[-1] - self.times[-n])

@@ -46,10 +46,10 @@ class ExportScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(f"[b]Export to ONNX[/b]  {self.model}\n"
-                     "[dim]each step count becomes one sampler graph (noise → images), checked against torch[/dim]",
+                     "[dim]one sampler graph (noise → images) per step count, checked against torch[/dim]",
                      id="export-title")
         with Horizontal(id="export-row"):
-            yield Label("step counts ", classes="field-label")
+            yield Label("step counts", id="export-steps-label")
             yield Input(str(self.steps), id="export-steps", compact=True)
             yield Button("Export", id="export-go", compact=True, variant="primary")
         yield Static("", id="export-steps-error", classes="error")

@@ -93,6 +93,9 @@ class RunScreen(Screen):
         self.show_previews()
         if code == 0 or self.state.ended:
             return
+        tail = log_tail(self.run_dir, 1)
+        if code == -1 and tail == ["interrupted"]:  # not our child: its exit code is unknown, its last words are not
+            code = EXIT_INTERRUPTED
         if code == EXIT_INTERRUPTED:
             if self.checkpointed():
                 self.problem = f"stopped at update {self.state.update}; r resumes from the last checkpoint"

@@ -3,6 +3,7 @@ each generation's latency shown, the grid saved to PNG. onnxruntime runs in a th
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
+from textual.worker import get_current_worker
 
 from ..grid import compose, fit, to_tiles
 from ..messages import SamplerFailed, SamplesReady
@@ -40,6 +42,7 @@ class SamplerScreen(Screen):
         super().__init__()
         self.models, self.save_dir = dict(models), Path(save_dir)
         self.samplers: dict[Path, object] = {}
+        self.one_at_a_time = threading.Lock()
         self.seed = 0
         self.num_classes = 0
         self.latest: SamplesReady | None = None
@@ -84,17 +87,22 @@ class SamplerScreen(Screen):
         from dsd_core.errors import DsdError
         from exporters.runtime import OnnxSampler
 
-        try:
-            sampler = self.samplers.get(path)
-            if sampler is None:
-                sampler = self.samplers[path] = OnnxSampler(path, threads=self.app.threads)
-            num = self.capacity(sampler.image_shape)
-            start = self.clock()
-            images = sampler.sample(num, seed, class_labels=label if sampler.num_classes else None)
-            seconds = self.clock() - start
-        except DsdError as exc:
-            self.post_message(SamplerFailed(str(exc)))
-            return
+        with self.one_at_a_time:  # key presses queue up rather than run side by side
+            if get_current_worker().is_cancelled:
+                return  # a newer key press replaced this one while it waited
+            try:
+                sampler = self.samplers.get(path)
+                num = self.capacity(sampler.image_shape if sampler else (1, 8, 8))
+                if sampler is None:
+                    sampler = self.samplers[path] = OnnxSampler(path, threads=self.app.threads)
+                    num = self.capacity(sampler.image_shape)
+                    sampler.sample(num, seed)  # onnxruntime's first run on a shape is slow: not a key press's
+                start = self.clock()
+                images = sampler.sample(num, seed, class_labels=label if sampler.num_classes else None)
+                seconds = self.clock() - start
+            except DsdError as exc:
+                self.post_message(SamplerFailed(str(exc)))
+                return
         if sampler.num_classes != self.num_classes:
             self.app.call_from_thread(self.set_classes, sampler.num_classes)
         self.post_message(SamplesReady(images, seed, steps, label, seconds))

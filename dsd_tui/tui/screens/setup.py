@@ -174,5 +174,5 @@ class SetupScreen(Screen):
         if run.resumable:
             self.app.resume_run(run.path)
         else:
-            self.notify(f"{run.path.name} is {run.status}; only a stopped or failed run can be resumed",
-                        severity="warning")
+            why = "it has no checkpoint yet" if run.status in ("stopped", "failed") else f"it is {run.status}"
+            self.notify(f"cannot resume {run.path.name}: {why}", severity="warning")
