@@ -1,10 +1,13 @@
-"""DSD variants on the default model: quality at 8/4/2 steps against their cost, into docs/benchmarks.md.
+"""Distillations of the default model: quality at 8/4/2 steps against their cost, into docs/benchmarks.md.
 
-    python benchmarks/distill.py [--updates 3000] [--num 1000] [--only NAME ...] [--write]
+    python benchmarks/distill.py --table schedulers|methods [--updates 3000] [--num 1000] [--only NAME ...] [--write]
 
-Each row is one line in ROWS: a distillation (a `DistillConfig`) and the step counts to score it at. A run to
-2 steps with the iterative scheduler leaves snapshots for 8 and 4 steps on the way, so one run scores all
-three. Every run and every evaluation shares the seeds; the undistilled model is scored beside them.
+Two tables: `schedulers` compares DSD's step schedulers, `methods` compares DSD with the baselines (TSD, PD,
+DSD→PD, the authors' lockstep recipe) at one budget. Each row is one line: a distillation (a `DistillConfig`)
+and the step counts to score it at. A run to 2 steps with the iterative scheduler leaves snapshots for 8 and 4
+steps on the way, so one run scores all three. Every run and every evaluation shares the seeds; the
+undistilled model is scored beside them. Rows can run in separate processes (`--only NAME --json FILE`, one
+core each) and be joined with `--from-json FILE ...`; each row then records its own process's peak RSS.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Row:
     scores_at: tuple[int, ...] = (8, 4, 2)
 
 
-ROWS = [
+SCHEDULER_ROWS = [
     Row("dsd iterative 64→2", dict(schedule="iterative", n_from=64, n_to=2)),
     Row("dsd naive →8", dict(schedule="naive", n_to=8), (8,)),
     Row("dsd gradual-linear 64→8", dict(schedule="gradual-linear", n_from=64, n_to=8), (8,)),
@@ -46,18 +49,32 @@ ROWS = [
     Row("dsd iterative 64→8 lockstep, self-teacher, lr 1e-5 (authors')",
         dict(schedule="iterative", n_from=64, n_to=8, lockstep=True, ema_teacher=False, lr=1e-5), (8,)),
 ]
+METHOD_ROWS = [  # one budget and grid plan for all: iterative 32 → 16 → 8 → 4 → 2
+    Row("dsd (EMA teacher)", dict(method="dsd", n_from=32, n_to=2)),
+    Row("dsd lockstep, self-teacher, lr 1e-5 (authors')",
+        dict(method="dsd", n_from=32, n_to=2, lockstep=True, ema_teacher=False, lr=1e-5)),
+    Row("tsd (frozen teacher)", dict(method="tsd", n_from=32, n_to=2)),
+    Row("pd (lr 1e-4)", dict(method="pd", n_from=32, n_to=2, data="digits")),
+    Row("dsd→pd (dsd 32→8, pd 8→2)", dict(method="dsd+pd", n_from=32, n_to=2, data="digits")),
+]
+TABLES = {"schedulers": (SCHEDULER_ROWS, START, END),
+          "methods": (METHOD_ROWS, "<!-- methods:start -->", "<!-- methods:end -->")}
 
 
 def score(model_path, steps: int, num: int, ref, feats) -> dict:
     return evaluate(to_uint8(sample(load_model(model_path), steps, num, seed=0, batch=250)), ref, feats)
 
 
-def run(updates: int, num: int, only: list[str] | None) -> list[dict]:
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(rows: list[Row], updates: int, num: int, only: list[str] | None) -> list[dict]:
     ref, feats = digits_reference(), DigitsFeatures()
-    out = [{"name": "undistilled", "steps": s, "updates": 0, "nfe_per_update": 0, "wall": 0.0,
-            **score("digits", s, num, ref, feats)} for s in (8, 4, 2)]
-    for row in ROWS:
-        if only and row.name not in only:
+    out = [] if only and "undistilled" not in only else [{"name": "undistilled", "steps": s, "updates": 0, "nfe_per_update": 0, "wall": 0.0,
+                            **score("digits", s, num, ref, feats)} for s in (8, 4, 2)]
+    for row in rows:
+        if only and row.name not in only and str(rows.index(row)) not in only:
             continue
         cfg = DistillConfig(**{"updates": updates, "sample_every": 10**9, "checkpoint_every": 10**9, **row.config})
         base, name, sha = load_base("digits", torch.device("cpu"))
@@ -67,47 +84,55 @@ def run(updates: int, num: int, only: list[str] | None) -> list[dict]:
             for steps in row.scores_at:
                 path = Path(tmp) / ("model.safetensors" if steps == cfg.n_to else f"model-{steps}steps.safetensors")
                 r = score(path, steps, num, ref, feats)
-                out.append({"name": row.name, "steps": steps, "updates": updates, "nfe_per_update": 2 * cfg.batch,
-                            "wall": d.elapsed, "skipped": d.skipped, **r})
+                out.append({"name": row.name, "steps": steps, "updates": updates,
+                            "nfe_per_update": round(d.nfe["updates"] / updates, 1), "wall": d.elapsed,
+                            "skipped": d.skipped, "peak_rss_mb": round(peak_rss_mb()) if only else None, **r})
                 print(f"{row.name} @ {steps}: fd {r['fd']:.2f} precision {r['precision']:.3f} "
                       f"recall {r['recall']:.3f} ({d.elapsed:.0f} s)", flush=True)
     return out
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| method | steps | FD | precision | recall | updates | NFE/update | distil wall s | updates/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    memory = any(r.get("peak_rss_mb") for r in results)
+    head = "| method | steps | FD | precision | recall | updates | NFE/update | distil wall s | updates/s |"
+    lines = [head + (" peak RSS MB |" if memory else ""), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+             + ("---:|" if memory else "")]
     for r in sorted(results, key=lambda r: (-r["steps"], r["name"] != "undistilled", r["fd"])):
         rate = f"{r['updates'] / r['wall']:.2f}" if r["wall"] else "—"
         lines.append(f"| {r['name']} | {r['steps']} | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} "
-                     f"| {r['updates']} | {r['nfe_per_update']} | {r['wall']:.0f} | {rate} |")
+                     f"| {r['updates']} | {r['nfe_per_update']} | {r['wall']:.0f} | {rate} |"
+                     + (f" {r.get('peak_rss_mb') or '—'} |" if memory else ""))
     floor = results[0]["floor"]
     lines.append(f"| real held-out digits (floor, n={floor['n']}) | — | {floor['fd']:.2f} | {floor['precision']:.3f} "
-                 f"| {floor['recall']:.3f} | — | — | — | — |")
+                 f"| {floor['recall']:.3f} | — | — | — | — |" + (" — |" if memory else ""))
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", choices=sorted(TABLES), default="schedulers")
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--num", type=int, default=1000)
-    parser.add_argument("--only", nargs="*", help="row names to run")
+    parser.add_argument("--only", nargs="*", help="rows to run: names or 0-based indices, and/or 'undistilled'")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--from-json", type=Path, help="render the table from results saved by --json")
+    parser.add_argument("--from-json", type=Path, nargs="*", help="render the table from results saved by --json")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    rows, start, end = TABLES[args.table]
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        results, peak_mb = saved["results"], saved["peak_rss_mb"]
+        saved = [json.loads(p.read_text()) for p in args.from_json]
+        results = [r for s in saved for r in s["results"]]
+        results.sort(key=lambda r: r["name"] != "undistilled")  # the floor is read from the first row
+        peak_mb = max(s["peak_rss_mb"] for s in saved)
     else:
-        results = run(args.updates, args.num, args.only)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results = run(rows, args.updates, args.num, args.only)
+        peak_mb = peak_rss_mb()
     threads = f" --threads {args.threads}" if args.threads else ""
-    text = (f"Command: `python benchmarks/distill.py --updates {args.updates} --num {args.num}{threads} --write` — "
-            f"{platform.machine()}, torch {torch.__version__}; "
+    text = (f"Command: `python benchmarks/distill.py --table {args.table} --updates {args.updates} --num {args.num}"
+            f"{threads} --write` — {platform.machine()}, torch {torch.__version__}; "
             f"batch 64, lr 3e-5, EMA teacher (unless the row says otherwise), authors' weight, EMA 0.999, x0 "
             f"clipped; peak RSS {peak_mb:.0f} MB. "
             f"FD with the digits classifier's features, n = {args.num} samples vs the 1500 training digits.\n\n"
@@ -116,7 +141,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"results": results, "peak_rss_mb": peak_mb}, default=str, indent=1))
     if args.write:
-        write_section(text, START, END)
+        write_section(text, start, end)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from . import __version__
 from .checkpoint import LoadedModel, learner_state, read_state, restore_learner_state, save_model, save_tensors
 from .ddim import add_noise, check_prediction, target_for
+from .distill.interleave import SelfDistillHelper
 from .ema import EMA
 from .errors import DsdError
 from .images import to_uint8, write_samples
@@ -48,14 +49,21 @@ class TrainConfig:
     sample_every: int = 1000
     sample_steps: int = 32
     checkpoint_every: int = 500
+    # train-distillation: a DSD update (its own optimizer at sd_lr_scale × the current lr) every sd_every steps
+    self_distill: bool = False
+    sd_every: int = 1
+    sd_lr_scale: float = 0.1
+    sd_steps: int = 8
+    sd_batch: int = 64
 
     def __post_init__(self) -> None:
         check_prediction(self.prediction)
-        for name in ("steps", "batch", "log_every", "sample_every", "sample_steps", "checkpoint_every"):
+        for name in ("steps", "batch", "log_every", "sample_every", "sample_steps", "checkpoint_every", "sd_every",
+                     "sd_steps", "sd_batch"):
             if getattr(self, name) < 1:
                 raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DsdError(f"learning rate must be positive, got {self.lr}")
+        if not (self.lr > 0 and self.sd_lr_scale > 0):
+            raise DsdError(f"learning rates must be positive, got {self.lr} and scale {self.sd_lr_scale}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -102,6 +110,10 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.sd = None
+        if cfg.self_distill:
+            self.sd = SelfDistillHelper(self.model, self.ema.shadow, self.schedule, cfg.prediction, cfg.sd_steps,
+                                        cfg.sd_batch, self.gen, device, cfg.grad_clip)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def config_dict(self) -> dict:
@@ -118,6 +130,9 @@ class Trainer:
     def save_state(self) -> Path:
         tensors, meta = learner_state(self.model, self.ema, self.opt, self.gen)
         meta.update(kind="train-state", step=self.step, config=self.config_dict())
+        if self.sd is not None:
+            sd_tensors, meta["self_distill"] = self.sd.state()
+            tensors.update(sd_tensors)
         return save_tensors(self.run.checkpoints / STATE_FILE, tensors, meta)
 
     def load_state(self) -> bool:
@@ -130,6 +145,8 @@ class Trainer:
             raise DsdError(f"{path} was written with other settings; resume with the run's own config.json")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.step = meta["step"]
+        if self.sd is not None:
+            self.sd.load(tensors, meta["self_distill"])
         return True
 
     def save_model(self) -> Path:
@@ -140,10 +157,18 @@ class Trainer:
             "batch": self.cfg.batch,
             "lr": self.cfg.lr,
             "seed": self.cfg.seed,
+            "self_distill": self.sd_summary(),
             "dsd_version": __version__,
         }
         return save_model(self.run.root / MODEL_FILE, self.ema.shadow, self.schedule, self.cfg.prediction,
                           ema=True, provenance=provenance)
+
+    def sd_summary(self) -> dict | None:
+        if self.sd is None:
+            return None
+        c = self.cfg
+        return {"every": c.sd_every, "lr_scale": c.sd_lr_scale, "steps": c.sd_steps, "batch": c.sd_batch,
+                "nfe": self.sd.nfe}
 
     # -- the loop -----------------------------------------------------------------------------------
     def preview(self) -> Path:
@@ -164,6 +189,7 @@ class Trainer:
             self.run.event("resume", step=self.step)
         self.model.train()
         losses: list[float] = []
+        sd_losses: list[float] = []
         while self.step < self.cfg.steps:
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(self.step, self.cfg)
@@ -176,15 +202,22 @@ class Trainer:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.opt.step()
+            if self.sd is not None and (self.step + 1) % self.cfg.sd_every == 0:
+                sd_losses.append(self.sd.update(self.cfg.sd_lr_scale * lr_at(self.step, self.cfg)))
             self.ema.update(self.model)
             self.step += 1
             losses.append(loss.item())
             if on_progress is not None:
                 on_progress(self.step, losses[-1])
             if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                extra = {}
+                if self.sd is not None:
+                    extra = {"sd_loss": float(np.nanmean(sd_losses)) if sd_losses else None, "sd_nfe": self.sd.nfe,
+                             "histogram": self.sd.histogram.to_dict()}
                 self.run.event("loss", step=self.step, loss=float(np.mean(losses)), grad_norm=float(grad_norm),
-                               lr=lr_at(self.step - 1, self.cfg))
+                               lr=lr_at(self.step - 1, self.cfg), **extra)
                 losses.clear()
+                sd_losses.clear()
             if self.step % self.cfg.sample_every == 0 or self.step == self.cfg.steps:
                 self.run.event("samples", step=self.step, path=str(self.preview()))
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:

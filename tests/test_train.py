@@ -67,3 +67,38 @@ def test_data_that_does_not_fit_the_model(tmp_path):
 def test_impossible_settings(field):
     with pytest.raises(DsdError, match=field):
         TrainConfig(**{field: 0})
+
+
+SD = dict(self_distill=True, sd_every=2, sd_steps=2, sd_batch=5)
+
+
+def test_self_distill_interleaves_counted_dsd_updates(tmp_path):
+    data = load_digits()[0][:64]
+    trainer = Trainer(data, TINY, _cfg(**SD), tmp_path, CPU)
+    path = trainer.run_loop()
+    # 6 DSD updates (every 2nd of 12 steps), 2 NFE per trajectory, plus the pool's counted warm-up
+    warmup = 2 * (5 // 2)  # trajectories starting at pair 1 of the 4-step grid walk 2 steps first
+    assert trainer.sd.nfe == 6 * 2 * 5 + warmup
+    assert sum(trainer.sd.histogram.per_finest_index()) == 6 * 5
+    assert trainer.sd.opt is not trainer.opt and trainer.sd.opt.param_groups[0]["lr"] > 0
+    prov = load_model(path).meta["provenance"]["self_distill"]
+    assert prov == {"every": 2, "lr_scale": 0.1, "steps": 2, "batch": 5, "nfe": trainer.sd.nfe}
+    losses = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "loss"]
+    assert [e["sd_loss"] is None for e in losses[:2]] == [True, False]  # the first DSD update is at step 2
+
+
+def test_self_distill_changes_the_weights_and_resumes_bit_identical(tmp_path):
+    data = load_digits()[0][:64]
+    plain = load_model(Trainer(data, TINY, _cfg(), tmp_path / "p", CPU).run_loop()).model.state_dict()
+    straight = Trainer(data, TINY, _cfg(**SD), tmp_path / "a", CPU).run_loop()
+
+    def kill_at_step_10(step, loss):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(data, TINY, _cfg(**SD), tmp_path / "b", CPU).run_loop(kill_at_step_10)
+    resumed = Trainer(data, TINY, _cfg(**SD), tmp_path / "b", CPU).run_loop(resume=True)
+    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], plain[k]) for k in a)

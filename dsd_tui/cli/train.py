@@ -41,6 +41,12 @@ def train(
     image_size: int = typer.Option(None, "--image-size", help="Resize folder images to this size."),
     sample_every: int = typer.Option(TrainConfig.sample_every, "--sample-every", help="Steps between sample grids."),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, "--checkpoint-every"),
+    self_distill: bool = typer.Option(False, "--self-distill",
+                                      help="Interleave DSD updates (own optimizer, --sd-lr-scale × lr) with training."),
+    sd_every: int = typer.Option(TrainConfig.sd_every, "--sd-every", help="Training steps per DSD update."),
+    sd_lr_scale: float = typer.Option(TrainConfig.sd_lr_scale, "--sd-lr-scale", help="DSD lr / training lr."),
+    sd_steps: int = typer.Option(TrainConfig.sd_steps, "--sd-steps", help="Sampling steps DSD distils towards."),
+    sd_batch: int = typer.Option(TrainConfig.sd_batch, "--sd-batch", help="DSD trajectories in flight."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
@@ -57,7 +63,9 @@ def train(
             if data is None or out is None:
                 raise DsdError("give --data and --out (or --resume RUN_DIR)")
             cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ema_decay=ema, prediction=prediction,
-                              schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every)
+                              schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every,
+                              self_distill=self_distill, sd_every=sd_every, sd_lr_scale=sd_lr_scale,
+                              sd_steps=sd_steps, sd_batch=sd_batch)
         images, data_name = load_dataset(data, image_size)
         if resume is None:
             model_cfg = UNetConfig(image_size=images.shape[-1], in_channels=images.shape[1], base_channels=channels,
@@ -67,6 +75,7 @@ def train(
         console.print(
             f"training {count_parameters(trainer.model):,} parameters on {images.shape[0]} images "
             f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, device {dev}"
+            + (f"; a DSD update towards {cfg.sd_steps} steps every {cfg.sd_every} step(s)" if cfg.self_distill else "")
         )
         start = time.time()
         with progress_bar(TextColumn("loss {task.fields[loss]:.4f}")) as bar:
