@@ -188,3 +188,20 @@ def test_eval_cli_needs_one_source(tmp_path):
     assert result.exit_code == 2
     result = runner.invoke(app, ["eval", "--model", "digits", "--features", "inception"])
     assert result.exit_code == 2 and "--inception PATH" in result.stderr
+
+
+def test_eval_across_seeds_is_the_spread_of_single_seed_runs(tmp_path):
+    def fd_json(*extra):
+        out = tmp_path / "r.json"
+        result = runner.invoke(app, ["eval", "--model", "digits", "--steps", "2", "--num", "30", "--json", str(out),
+                                     *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text()), result.stdout
+
+    single = [fd_json("--seed", str(s))[0]["fd"] for s in (3, 4, 5)]
+    r, stdout = fd_json("--seed", "3", "--seeds", "3")
+    spread = r["across_seeds"]["fd"]
+    assert spread["values"] == pytest.approx(single)
+    assert spread["mean"] == pytest.approx(np.mean(single)) and spread["sd"] == pytest.approx(np.std(single, ddof=1))
+    assert r["fd"] == pytest.approx(single[0]) and r["nfe"] == 2 and r["seeds"] == 3
+    assert "over 3 noise seeds (3…5)" in stdout.replace("\n", " ")

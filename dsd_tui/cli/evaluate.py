@@ -12,7 +12,7 @@ from rich.table import Table
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import load_model
 from dsd_core.errors import DsdError
-from dsd_core.evaluate import evaluate, get_reference, read_samples
+from dsd_core.evaluate import across_seeds, evaluate, get_reference, read_samples
 from dsd_core.features import get_extractor
 from dsd_core.images import to_uint8
 from dsd_core.nfe import NFECounter
@@ -43,6 +43,7 @@ def eval_command(
     steps: int = typer.Option(None, "--steps", "-s", help="With --model: DDIM steps (default: distilled, else 64)."),
     num: int = typer.Option(1000, "--num", "-n", help="With --model: number of samples."),
     seed: int = typer.Option(0, "--seed", help="With --model: noise seed."),
+    seeds: int = typer.Option(1, "--seeds", help="With --model: repeat with seeds SEED…SEED+K−1; report mean ± sd."),
     batch: int = typer.Option(256, "--batch", help="With --model: images per network call."),
     reference: str = typer.Option("digits", "--reference", help="'digits' or real images (.npz or folder)."),
     features: str = typer.Option("digits", "--features", help="digits or inception."),
@@ -64,21 +65,32 @@ def eval_command(
             steps = steps if steps is not None else (loaded.distilled_steps or 64)
             if num < 10:
                 raise DsdError(f"--num must be at least 10 to evaluate, got {num}")
+            if seeds < 1:
+                raise DsdError(f"--seeds must be at least 1, got {seeds}")
             counter = NFECounter()
             start = time.perf_counter()
+            runs = []
             with progress_bar() as bar:
-                task = bar.add_task(f"sample {steps} steps", total=num)
-                images = sample(loaded, steps, num, seed, batch, dev, on_batch=lambda n: bar.advance(task, n),
-                                counter=counter)
-            info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num),
+                task = bar.add_task(f"sample {steps} steps", total=num * seeds)
+                for s in range(seed, seed + seeds):
+                    images = sample(loaded, steps, num, s, batch, dev, on_batch=lambda n: bar.advance(task, n),
+                                    counter=counter)
+                    runs.append(evaluate(to_uint8(images), ref, extractor))
+            info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num * seeds),
                     "sample_seconds": round(time.perf_counter() - start, 3)}
-            images = to_uint8(images)
+            result = {**info, **runs[0]}
+            if seeds > 1:
+                result["seeds"] = seeds
+                result["across_seeds"] = across_seeds(runs)
         else:
             images = read_samples(samples)
-            info = {"samples": str(samples), "steps": None, "nfe": None}
-        result = {**info, **evaluate(images, ref, extractor)}
+            result = {"samples": str(samples), "steps": None, "nfe": None, **evaluate(images, ref, extractor)}
         console.print(_table(result))
-        if info.get("nfe") is not None:
+        if "across_seeds" in result:
+            spread = result["across_seeds"]
+            console.print(f"over {seeds} noise seeds ({seed}…{seed + seeds - 1}), n = {num} each: " + ", ".join(
+                f"{m} {spread[m]['mean']:.4g} ± {spread[m]['sd']:.2g}" for m in METRICS))
+        if result.get("nfe") is not None:
             console.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
         if json_out == "-":
             print(json.dumps(result))
