@@ -3,6 +3,7 @@ event log; pause, resume, stop. Whatever the run process does, this screen only 
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -181,7 +182,9 @@ class RunScreen(Screen):
     # -- keys ---------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         live = self.process is not None and self.process.running
-        if action in ("pause", "stop"):
+        if action == "pause":
+            return live and hasattr(signal, "SIGSTOP")  # POSIX only
+        if action == "stop":
             return live
         if action == "resume_run":
             return not live and not self.state.ended and self.checkpointed()
