@@ -26,8 +26,10 @@ from .models import UNet, UNetConfig
 from .schedule import NoiseSchedule
 
 FORMAT_VERSION = 1
-# Shipped models: the undistilled default and its DSD-distilled versions, one per step count.
-BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2")}
+# Shipped models: the undistilled default and its DSD-distilled versions, one per step count; the
+# class-conditional digits model (null class 10, for guidance) and its DSD-distilled 8-step version (w = 3).
+BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
+                                                           "digits-cond", "digits-cond-dsd8")}
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -61,8 +63,15 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[
 
 
 def file_sha256(path: str | Path) -> str:
-    """The identity of a checkpoint file, recorded in provenance and shown by `dsd info`."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The identity of a checkpoint file (or of a diffusers folder: its files' names and bytes), recorded in
+    provenance and shown by `dsd info`; a hub id has none ("")."""
+    path = Path(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(path)).encode() + b"\0" + f.read_bytes())
+        return digest.hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -87,6 +96,11 @@ class LoadedModel:
     def distilled_steps(self) -> int | None:
         return self.meta.get("distilled_steps")
 
+    @property
+    def guidance(self) -> float | None:
+        """The guidance scale a conditional model was distilled with (sample with it), if any."""
+        return self.meta.get("guidance")
+
 
 def model_meta(
     model: UNet,
@@ -96,25 +110,32 @@ def model_meta(
     ema: bool,
     distilled_steps: int | None = None,
     provenance: dict | None = None,
+    guidance: float | None = None,
 ) -> dict:
+    extra = {} if guidance is None else {"guidance": guidance}
     return {
         "kind": "model",
-        "model_type": "unet",
+        "model_type": getattr(model, "model_type", "unet"),
         "model_config": model.config.to_dict(),
         "schedule": schedule.to_dict(),
         "prediction": check_prediction(prediction),
         "ema": ema,
         "distilled_steps": distilled_steps,
         "provenance": provenance or {},
+        **extra,
     }
 
 
 def save_model(path: str | Path, model: UNet, schedule: NoiseSchedule, prediction: str, **info) -> Path:
-    """Save a denoiser for sampling (`info`: ema, distilled_steps, provenance)."""
+    """Save a denoiser for sampling (`info`: ema, distilled_steps, provenance, guidance)."""
     return save_tensors(path, prefixed("model", model.state_dict()), model_meta(model, schedule, prediction, **info))
 
 
-def build_model(meta: dict, path: str | Path = "checkpoint") -> UNet:
+def build_model(meta: dict, path: str | Path = "checkpoint") -> nn.Module:
+    if meta.get("model_type") == "diffusers-unet2d":  # a distilled diffusers model (needs diffusers)
+        from .models.diffusers_unet import DiffusersUNet
+
+        return DiffusersUNet.from_config(meta["model_config"])
     if meta.get("model_type") != "unet":
         raise DsdError(f"{path}: unsupported model type {meta.get('model_type')!r}")
     return UNet(UNetConfig.from_dict(meta["model_config"]))
@@ -153,8 +174,12 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model checkpoint (or a built-in by name) ready for sampling, in eval mode."""
+    """Load a model checkpoint (or a built-in by name, a diffusers folder or hub id) ready for sampling."""
+    from . import diffusers_io
+
     path = resolve_model_path(name_or_path)
+    if path.is_dir() or diffusers_io.looks_like_hub_id(str(name_or_path)):
+        return diffusers_io.load_diffusers(name_or_path, device)
     looks_like_a_name = "/" not in str(name_or_path) and not path.suffix
     if not path.exists() and looks_like_a_name:
         raise DsdError(f"unknown model {name_or_path!r}: not a built-in ({', '.join(available_builtins())}) nor a file")

@@ -90,3 +90,10 @@ def load_dataset(spec: str, size: int | None = None) -> tuple[torch.Tensor, str]
             raise DsdError("the digits are 8×8; --image-size does not apply")
         return load_digits("train")[0], "digits:train"
     return load_image_folder(spec, size), str(Path(spec).resolve())
+
+
+def load_labels(spec: str) -> torch.Tensor:
+    """Class labels of the images `load_dataset(spec)` returns; only the digits carry them."""
+    if spec != "digits":
+        raise DsdError(f"class labels exist only for the digits, not for {spec!r}; train {spec!r} unconditionally")
+    return load_digits("train")[1]

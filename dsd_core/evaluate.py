@@ -121,3 +121,11 @@ def across_seeds(results: list[dict], metrics: tuple[str, ...] = ("fd", "precisi
         out[m] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                   "values": values.tolist()}
     return out
+
+
+def per_class_accuracy(predicted: np.ndarray, requested: np.ndarray, num_classes: int) -> dict:
+    """How often a generated image is classified as the class it was asked for: overall and per class."""
+    predicted, requested = np.asarray(predicted), np.asarray(requested)
+    per_class = {str(c): round(float((predicted[requested == c] == c).mean()), 4)
+                 for c in range(num_classes) if (requested == c).any()}
+    return {"accuracy": round(float((predicted == requested).mean()), 4), "per_class": per_class}

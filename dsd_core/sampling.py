@@ -8,6 +8,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .ddim import ddim_sample
+from .guidance import bind, null_class
 from .nfe import NFECounter
 from .noise import initial_noise
 from .schedule import step_pairs
@@ -27,19 +28,24 @@ def sample(
     clip_x0: bool = True,
     on_batch: Callable[[int], None] | None = None,
     counter: NFECounter | None = None,
+    classes: torch.Tensor | None = None,
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """`num` images in [−1, 1] on the CPU. All noise is drawn up front, so the batch size never changes
-    the images. Pass an `NFECounter` to count the network evaluations."""
+    the images. Pass an `NFECounter` to count the network evaluations; `classes` (one id per image) and
+    `guidance` (w of `guidance.py`) for a class-conditional model."""
     cfg = loaded.model.config
     noise = torch.from_numpy(initial_noise(seed, num, (cfg.in_channels, cfg.image_size, cfg.image_size)))
     pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
     model = loaded.model.to(device).eval()
+    null = null_class(loaded.model)
     if counter is not None:
         model = counter.wrap(model)
     out = []
     for start in range(0, num, batch):
         x = noise[start : start + batch].to(device)
-        x = ddim_sample(model, x, pairs, loaded.schedule, loaded.prediction, clip_x0)
+        labels = None if classes is None else torch.as_tensor(classes[start : start + batch]).long().to(device)
+        x = ddim_sample(bind(model, labels, guidance, null), x, pairs, loaded.schedule, loaded.prediction, clip_x0)
         out.append(x.clamp(-1, 1).cpu())
         if on_batch is not None:
             on_batch(x.shape[0])

@@ -14,7 +14,8 @@ import torch
 
 from .errors import DsdError
 
-SCHEDULE_NAMES = ("linear", "cosine")
+SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
+DEFAULT_BETAS = (1e-4, 0.02)
 
 
 def linear_betas(num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
@@ -39,21 +40,32 @@ class NoiseSchedule:
 
     name: str = "linear"
     num_timesteps: int = 1000
+    beta_start: float = DEFAULT_BETAS[0]  # linear and scaled_linear (Stable Diffusion's: √β linear) only
+    beta_end: float = DEFAULT_BETAS[1]
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULE_NAMES:
             raise DsdError(f"unknown noise schedule {self.name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
-        betas = linear_betas(self.num_timesteps) if self.name == "linear" else cosine_betas(self.num_timesteps)
+        if self.name == "linear":
+            betas = linear_betas(self.num_timesteps, self.beta_start, self.beta_end)
+        elif self.name == "scaled_linear":
+            betas = linear_betas(self.num_timesteps, self.beta_start**0.5, self.beta_end**0.5) ** 2
+        else:
+            betas = cosine_betas(self.num_timesteps)
         # Index 0 of the padded table is t = −1 (clean data, ᾱ = 1); index t+1 is timestep t.
         padded = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
         object.__setattr__(self, "_alpha_bar", torch.from_numpy(padded))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "num_timesteps": self.num_timesteps}
+        d = {"name": self.name, "num_timesteps": self.num_timesteps}
+        if (self.beta_start, self.beta_end) != DEFAULT_BETAS:  # checkpoints of the default schedule stay as they were
+            d.update(beta_start=self.beta_start, beta_end=self.beta_end)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseSchedule":
-        return cls(name=d["name"], num_timesteps=int(d["num_timesteps"]))
+        betas = {k: float(d[k]) for k in ("beta_start", "beta_end") if k in d}
+        return cls(name=d["name"], num_timesteps=int(d["num_timesteps"]), **betas)
 
     def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
         """ᾱ at integer timesteps t ∈ [−1, T−1] (float64; cast where used)."""

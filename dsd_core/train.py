@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .accel import Scaler, autocast_net, check_amp, maybe_compile, to_device
 from .checkpoint import LoadedModel, learner_state, read_state, restore_learner_state, save_model, save_tensors
 from .ddim import add_noise, check_prediction, target_for
 from .distill.interleave import SelfDistillHelper
@@ -55,6 +56,11 @@ class TrainConfig:
     sd_lr_scale: float = 0.1
     sd_steps: int = 8
     sd_batch: int = 64
+    # class-conditional training: labels replaced by the null class with this probability (for guidance)
+    conditional: bool = False
+    label_dropout: float = 0.1
+    amp: str = "off"  # off, bf16 or fp16: autocast of the network (the loss stays fp32)
+    compile: bool = False  # torch.compile the network
 
     def __post_init__(self) -> None:
         check_prediction(self.prediction)
@@ -64,6 +70,9 @@ class TrainConfig:
                 raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not (self.lr > 0 and self.sd_lr_scale > 0):
             raise DsdError(f"learning rates must be positive, got {self.lr} and scale {self.sd_lr_scale}")
+        check_amp(self.amp)
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise DsdError(f"label-dropout must be in [0, 1), got {self.label_dropout}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -74,12 +83,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def denoising_loss(model: UNet, x0: torch.Tensor, schedule: NoiseSchedule, prediction: str, gen: torch.Generator):
-    """Mean squared error of the model's prediction at a uniformly drawn timestep."""
+def drop_labels(labels: torch.Tensor, null_class: int, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Replace each label by the null class with probability p, so one network learns both the conditional
+    and the unconditional prediction that classifier-free guidance mixes."""
+    drop = torch.rand(labels.shape, generator=gen) < p
+    return torch.where(drop.to(labels.device), torch.full_like(labels, null_class), labels)
+
+
+def denoising_loss(model: UNet, x0: torch.Tensor, schedule: NoiseSchedule, prediction: str, gen: torch.Generator,
+                   labels: torch.Tensor | None = None):
+    """Mean squared error of the model's prediction at a uniformly drawn timestep (in fp32 under autocast)."""
     t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=gen).to(x0.device)
     eps = torch.randn(x0.shape, generator=gen).to(x0.device)
     x_t = add_noise(x0, eps, t, schedule)
-    return F.mse_loss(model(x_t, t), target_for(prediction, x0, eps, t, schedule))
+    pred = model(x_t, t) if labels is None else model(x_t, t, labels)
+    return F.mse_loss(pred.float(), target_for(prediction, x0, eps, t, schedule).float())
 
 
 class Trainer:
@@ -94,13 +112,19 @@ class Trainer:
         device: torch.device,
         data_name: str = "",
         data_spec: str = "",
+        labels: torch.Tensor | None = None,
     ):
         if data.ndim != 4 or data.shape[1] != model_config.in_channels or data.shape[2] != model_config.image_size:
             raise DsdError(
                 f"data of shape {tuple(data.shape[1:])} does not fit a model for "
                 f"{model_config.in_channels}×{model_config.image_size}×{model_config.image_size} images"
             )
+        if cfg.conditional and (model_config.num_classes is None or labels is None or len(labels) != len(data)):
+            raise DsdError("conditional training needs a model with classes and one label per image")
+        if labels is not None and cfg.conditional and int(labels.max()) >= model_config.num_classes:
+            raise DsdError(f"label {int(labels.max())} is out of range for {model_config.num_classes} classes")
         self.data, self.cfg, self.device = data, cfg, device
+        self.labels = labels if cfg.conditional else None
         self.data_name, self.data_spec = data_name, data_spec
         self.run = RunDir(run_dir)
         self.schedule = NoiseSchedule(cfg.schedule)
@@ -108,6 +132,9 @@ class Trainer:
         self.model = UNet(model_config).to(device)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        check_amp(cfg.amp, device)
+        self.net = autocast_net(maybe_compile(self.model, cfg.compile), device, cfg.amp)
+        self.scaler = Scaler(device, cfg.amp)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.sd = None
@@ -141,7 +168,7 @@ class Trainer:
         if state is None:
             return False
         tensors, meta = state
-        if meta["config"]["model_config"] != self.model.config.to_dict() or meta["config"]["train"] != asdict(self.cfg):
+        if meta["config"]["model_config"] != self.model.config.to_dict() or TrainConfig(**meta["config"]["train"]) != self.cfg:
             raise DsdError(f"{path} was written with other settings; resume with the run's own config.json")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.step = meta["step"]
@@ -158,6 +185,8 @@ class Trainer:
             "lr": self.cfg.lr,
             "seed": self.cfg.seed,
             "self_distill": self.sd_summary(),
+            "conditional": self.cfg.conditional,
+            "label_dropout": self.cfg.label_dropout if self.cfg.conditional else None,
             "dsd_version": __version__,
         }
         return save_model(self.run.root / MODEL_FILE, self.ema.shadow, self.schedule, self.cfg.prediction,
@@ -174,7 +203,9 @@ class Trainer:
     def preview(self) -> Path:
         """A grid of EMA samples at a fixed seed, so grids of one run are comparable."""
         loaded = LoadedModel(self.ema.shadow, self.schedule, self.cfg.prediction)
-        images = sample(loaded, self.cfg.sample_steps, num=64, seed=0, device=self.device)
+        k = self.model.config.num_classes
+        classes = torch.arange(64) % k if self.cfg.conditional else None  # ids cycle 0, 1, …, K−1, 0, …
+        images = sample(loaded, self.cfg.sample_steps, num=64, seed=0, device=self.device, classes=classes)
         return write_samples(to_uint8(images), self.run.samples / f"step_{self.step:07d}.png")
 
     def run_loop(self, on_progress: Callable[[int, float], None] | None = None, resume: bool = False) -> Path:
@@ -194,14 +225,16 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(self.step, self.cfg)
             idx = torch.randint(0, self.data.shape[0], (self.cfg.batch,), generator=self.gen)
-            x0 = self.data[idx].to(self.device)
-            loss = denoising_loss(self.model, x0, self.schedule, self.cfg.prediction, self.gen)
+            x0 = to_device(self.data[idx], self.device)
+            labels = None
+            if self.labels is not None:
+                null = self.model.config.num_classes
+                labels = drop_labels(self.labels[idx], null, self.cfg.label_dropout, self.gen).to(self.device)
+            loss = denoising_loss(self.net, x0, self.schedule, self.cfg.prediction, self.gen, labels)
             if not torch.isfinite(loss):
                 raise DsdError(f"loss became {loss.item()} at step {self.step}; lower --lr (the last checkpoint is intact)")
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.opt.step()
+            grad_norm = self.scaler.step(loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
             if self.sd is not None and (self.step + 1) % self.cfg.sd_every == 0:
                 sd_losses.append(self.sd.update(self.cfg.sd_lr_scale * lr_at(self.step, self.cfg)))
             self.ema.update(self.model)

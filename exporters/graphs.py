@@ -12,6 +12,7 @@ from torch import nn
 
 from dsd_core.checkpoint import LoadedModel
 from dsd_core.ddim import ddim_sample
+from dsd_core.guidance import guided_prediction
 from dsd_core.schedule import step_pairs
 
 
@@ -27,7 +28,9 @@ class StepGraph(nn.Module):
 
 
 class SamplerGraph(nn.Module):
-    """noise[, class] → images in [0, 1]: exactly `dsd_core.sampling.sample`'s walk (η = 0 DDIM)."""
+    """noise[, class, guidance] → images in [0, 1]: exactly `dsd_core.sampling.sample`'s walk (η = 0 DDIM);
+    a conditional model's graph mixes the conditional and null-class predictions with the per-sample
+    guidance w (`dsd_core.guidance`), so every step evaluates the network on 2B images."""
 
     def __init__(self, loaded: LoadedModel, steps: int, spacing: str = "trailing", clip_x0: bool = True):
         super().__init__()
@@ -35,9 +38,12 @@ class SamplerGraph(nn.Module):
         self.schedule, self.prediction, self.clip_x0 = loaded.schedule, loaded.prediction, clip_x0
         self.pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
 
-    def forward(self, noise: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor, class_labels: torch.Tensor | None = None,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
         def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.model(x, t, class_labels)
+            if guidance is None:
+                return self.model(x, t, class_labels)
+            return guided_prediction(self.model, x, t, class_labels, guidance, self.model.config.num_classes)
 
         x = ddim_sample(denoiser, noise, self.pairs, self.schedule, self.prediction, self.clip_x0)
         return (x.clamp(-1, 1) + 1) / 2

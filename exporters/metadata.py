@@ -1,8 +1,8 @@
 """What a dsd ONNX file says about itself: one JSON object under the metadata key `dsd`, and the graph's
 input/output names. Torch-free, so the runtime reads it with onnxruntime alone.
 
-Input names leave room for later inputs (classifier-free guidance would add a `guidance` input beside
-`class`); readers look inputs up by name, never by position.
+A conditional model's sampler takes `class` and `guidance` (per-sample w of classifier-free guidance) inputs;
+files exported before guidance existed have `class` alone. Readers look inputs up by name, never by position.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 KINDS = ("sampler", "step")
 BATCH = "batch"  # the name of every input's and output's dynamic first axis
 
-NOISE, CLASS, IMAGES = "noise", "class", "images"  # the sampler: noise[, class] → images in [0, 1]
+NOISE, CLASS, IMAGES = "noise", "class", "images"  # the sampler: noise[, class, guidance] → images in [0, 1]
+GUIDANCE = "guidance"  # float32 per sample: uncond + w·(cond − uncond)
 X, T, PREDICTION = "x", "t", "prediction"  # the denoiser: (x, t[, class]) → ε/x0/v prediction
 
 
@@ -25,7 +26,7 @@ def io_names(kind: str, conditional: bool) -> tuple[list[str], list[str]]:
     """The graph's input and output names for a kind of export."""
     extra = [CLASS] if conditional else []
     if kind == "sampler":
-        return [NOISE, *extra], [IMAGES]
+        return [NOISE, *extra, *([GUIDANCE] if conditional else [])], [IMAGES]
     return [X, T, *extra], [PREDICTION]
 
 

@@ -68,7 +68,8 @@ def _inputs(loaded: LoadedModel, kind: str, batch: int, seed: int) -> tuple[torc
     x = torch.from_numpy(initial_noise(seed, batch, (cfg.in_channels, cfg.image_size, cfg.image_size)))
     extra = (torch.arange(batch, dtype=torch.long) % (cfg.num_classes + 1),) if cfg.num_classes else ()
     if kind == "sampler":
-        return (x, *extra)
+        scales = (torch.tensor([0.0, 1.0, 3.0, 2.0], dtype=torch.float32).repeat(batch)[:batch],) if extra else ()
+        return (x, *extra, *scales)
     t = torch.linspace(loaded.schedule.num_timesteps - 1, 0, batch).round().long()
     return (x, t, *extra)
 
@@ -151,6 +152,7 @@ def export_onnx(
         "prediction": loaded.prediction,
         "image_shape": md.image_shape(cfg.to_dict()),
         "num_classes": cfg.num_classes or 0,
+        "guidance": loaded.guidance if cfg.num_classes else None,
         "output_range": [0, 1] if kind == "sampler" else None,
         "inputs": inputs,
         "outputs": outputs,

@@ -28,6 +28,22 @@ def _onnxruntime():
     return onnxruntime
 
 
+def preload_cuda(ort) -> None:
+    """Load the CUDA and cuDNN libraries that torch's CUDA wheels installed (the `nvidia` pip packages), so
+    onnxruntime's CUDA provider finds them without LD_LIBRARY_PATH. Nothing happens where they are absent."""
+    import importlib.util
+
+    if getattr(ort, "_dsd_preloaded", False) or not hasattr(ort, "preload_dlls"):
+        return
+    if importlib.util.find_spec("nvidia") is None:
+        return
+    try:
+        ort.preload_dlls()
+    except Exception:  # noqa: BLE001 - a failed preload only means the CUDA provider may not load
+        pass
+    ort._dsd_preloaded = True
+
+
 def session_options(ort, threads: int | None):
     """Intra-op spinning off (it made batch-1 sampling ~1.6× faster here and frees the cores between
     runs); `threads` intra-op threads (None: onnxruntime's choice)."""
@@ -60,6 +76,8 @@ def open_session(path: str | Path, threads: int | None = None, provider: str = "
     if batch is not None:
         options.add_free_dimension_override_by_name(md.BATCH, batch)
     wanted = [CUDA, CPU] if provider != "cpu" and CUDA in ort.get_available_providers() else [CPU]
+    if wanted[0] == CUDA:
+        preload_cuda(ort)
     ort.set_default_logger_severity(4)  # the CUDA-load error/warning pair on CPU machines
     try:
         return ort.InferenceSession(str(path), options, providers=wanted)
@@ -92,6 +110,9 @@ class OnnxSampler:
         self.steps: int = int(self.metadata["steps"])
         self.image_shape: tuple[int, ...] = tuple(self.metadata["image_shape"])
         self.num_classes: int = int(self.metadata["num_classes"])
+        self.takes_guidance = md.GUIDANCE in names
+        # the scale the model was distilled with, else plain conditional sampling
+        self.default_guidance: float = float(self.metadata.get("guidance") or 1.0)
 
     def session(self, batch: int):
         """The session for one batch size, on the provider the first one got."""
@@ -123,19 +144,28 @@ class OnnxSampler:
         class_labels: int | Sequence[int] | np.ndarray | None = None,
         batch: int = 256,
         on_batch: Callable[[int], None] | None = None,
+        guidance: float | None = None,
     ) -> np.ndarray:
-        """`num` images; all noise is drawn up front, so `batch` never changes the images."""
+        """`num` images; all noise is drawn up front, so `batch` never changes the images. `guidance`: w of
+        classifier-free guidance for a conditional model (default: the scale it was distilled with, else 1)."""
         if num < 1 or batch < 1:
             raise DsdError(f"need at least one image and a batch of at least one, got num={num}, batch={batch}")
+        if guidance is not None and not self.takes_guidance:
+            raise DsdError(f"{self.path} takes no guidance (an unconditional model, or exported before guidance)")
+        if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
+            raise DsdError(f"--guidance must be a finite number ≥ 0, got {guidance}")
         noise = initial_noise(seed, num, self.image_shape)
         labels = self._labels(class_labels, num)
         batch = min(batch, num)
+        scale = np.full(batch, self.default_guidance if guidance is None else guidance, dtype=np.float32)
         session, out = self.session(batch), []
         for start in range(0, num, batch):
             n = min(batch, num - start)
             feed = {md.NOISE: _padded(noise[start : start + n], batch)}
             if labels is not None:
                 feed[md.CLASS] = _padded(labels[start : start + n], batch)
+            if self.takes_guidance:
+                feed[md.GUIDANCE] = scale
             out.append(session.run([md.IMAGES], feed)[0][:n])
             if on_batch is not None:
                 on_batch(n)

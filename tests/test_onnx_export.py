@@ -102,9 +102,10 @@ def test_metadata_round_trip(exported):
 def test_conditional_model_takes_a_class_input(tmp_path):
     ckpt, report = tiny_export(tmp_path, num_classes=3, prediction="v")
     meta = json.loads(session(report.path).get_modelmeta().custom_metadata_map["dsd"])
-    assert meta["inputs"] == ["noise", "class"] and meta["num_classes"] == 3
+    assert meta["inputs"] == ["noise", "class", "guidance"] and meta["num_classes"] == 3
     noise, labels = initial_noise(0, 4, (1, 8, 8)), np.array([0, 1, 2, 3], dtype=np.int64)
-    got = session(report.path, 4).run(None, {"noise": noise, "class": labels})[0]
+    ones = np.ones(4, dtype=np.float32)  # w = 1: the plain conditional prediction
+    got = session(report.path, 4).run(None, {"noise": noise, "class": labels, "guidance": ones})[0]
     loaded = load_model(ckpt)
 
     def denoiser(x, t):
@@ -113,7 +114,7 @@ def test_conditional_model_takes_a_class_input(tmp_path):
     with torch.no_grad():
         expected = ddim_sample(denoiser, torch.from_numpy(noise), step_pairs(STEPS), loaded.schedule, "v", True)
     np.testing.assert_allclose(got, (expected.clamp(-1, 1).numpy() + 1) / 2, atol=1e-4, rtol=0)
-    other = session(report.path, 4).run(None, {"noise": noise, "class": labels[::-1].copy()})[0]
+    other = session(report.path, 4).run(None, {"noise": noise, "class": labels[::-1].copy(), "guidance": ones})[0]
     assert np.abs(other - got).max() > 1e-3  # the class input reaches the output
 
 

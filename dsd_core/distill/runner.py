@@ -12,6 +12,11 @@ Every random number comes from one seeded generator whose state is checkpointed 
 optimizer, pool, histogram and counters, so on the CPU a run resumed after a kill ends bit-identical to an
 uninterrupted one. A non-finite loss skips the update (no optimizer or EMA step), sends the affected
 trajectories back to fresh noise and is logged; the weights that reach a checkpoint are always finite.
+
+A class-conditional model is distilled with classifier-free guidance in both the student and the teacher
+step (the authors'), each trajectory carrying its own class: 4 network evaluations per trajectory and update
+for w ∉ {0, 1}. Under torchrun each rank owns a shard of the pool, gradients are averaged by DDP and the
+histogram is gathered; rank 0 alone writes events, previews and checkpoints.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .. import distributed as ddp
+from ..accel import Scaler, autocast_net, check_amp, maybe_compile
 from ..checkpoint import (
     LoadedModel,
     file_sha256,
@@ -42,6 +49,7 @@ from ..checkpoint import (
 from ..data import load_dataset
 from ..ema import EMA
 from ..errors import DsdError
+from ..guidance import check_guidance, guided_prediction, null_class
 from ..images import to_uint8, write_samples
 from ..runs import RunDir
 from ..sampling import sample
@@ -80,8 +88,12 @@ class DistillConfig:
     sample_every: int = 500
     checkpoint_every: int = 250
     histogram_every: int = 50
+    guidance: float = 1.0  # classifier-free guidance w of a conditional model (1: plain conditional)
+    amp: str = "off"  # off, bf16 or fp16: autocast of the network calls
+    compile: bool = False  # torch.compile the network
 
     def __post_init__(self) -> None:
+        check_amp(self.amp)
         if self.method not in METHODS:
             raise DsdError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.weight not in WEIGHTS:
@@ -129,8 +141,11 @@ class Distiller:
     """One distillation run of a loaded model; `run_loop()` distils to the end, resuming if asked."""
 
     def __init__(self, base: LoadedModel, cfg: DistillConfig, run_dir: str | Path, device: torch.device,
-                 base_name: str = "", base_sha256: str = ""):
-        self.cfg, self.device = cfg, device
+                 base_name: str = "", base_sha256: str = "", world: ddp.World = ddp.SINGLE):
+        self.cfg, self.device, self.world = cfg, device, world
+        check_amp(cfg.amp, device)
+        self.null = null_class(base.model)
+        check_guidance(base.model, None, cfg.guidance)
         self.base_name, self.base_sha256 = base_name, base_sha256
         self.schedule, self.prediction = base.schedule, base.prediction
         self.stages: list[Stage] = build_stages(cfg.schedule, cfg.n_from, cfg.n_to, cfg.updates,
@@ -139,6 +154,10 @@ class Distiller:
         self.methods = stage_methods(cfg.method, len(self.stages), cfg.pd_stages)
         self.base_data = base.meta.get("provenance", {}).get("data", "")
         self.data_spec, self.data = "", None
+        if world.active and "pd" in self.methods:
+            raise DsdError("data-parallel runs (--nproc) support dsd and tsd, not PD stages")
+        if self.null is not None and "pd" in self.methods:
+            raise DsdError("PD of class-conditional models is not supported; use --method dsd or tsd")
         if "pd" in self.methods:
             self.data_spec = training_data_spec(cfg.data, base)
             self.data, _ = load_dataset(self.data_spec)
@@ -146,18 +165,25 @@ class Distiller:
             if tuple(self.data.shape[1:]) != (c.in_channels, c.image_size, c.image_size):
                 raise DsdError(f"the data {self.data_spec} are {tuple(self.data.shape[1:])} images but the model "
                                f"makes {(c.in_channels, c.image_size, c.image_size)}")
-        self.run = RunDir(run_dir)
+        self.run = RunDir(run_dir) if world.main else SilentRun(run_dir)
         torch.manual_seed(cfg.seed)
         self.model = base.model.to(device).train()
         self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
         self.frozen_base = (copy.deepcopy(self.model).eval().requires_grad_(False)
                             if cfg.method == "tsd" else None)
         self.round_teacher: torch.nn.Module | None = None  # PD: the previous round's model, frozen
+        self.student = maybe_compile(self.model, cfg.compile)
+        if world.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.student = DistributedDataParallel(self.student, device_ids=[device] if device.type == "cuda" else None)
+        self.scaler = Scaler(device, cfg.amp)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         c = self.model.config
         self.pool = TrajectoryPool(cfg.batch, (c.in_channels, c.image_size, c.image_size), self.gen, device,
-                                   cfg.lockstep)
+                                   cfg.lockstep, num_classes=self.null, rank=world.rank, world=world.size)
+        self.guided_cost = 2 if self.null is not None and cfg.guidance not in (0.0, 1.0) else 1
         self.pool_stage = -1
         self.histogram = StepHistogram(self.stages[0].steps, self.schedule.num_timesteps)
         self.update = 0
@@ -195,13 +221,19 @@ class Distiller:
             if not torch.isfinite(p).all():
                 raise DsdError("refusing to checkpoint non-finite weights")
         tensors, meta = learner_state(self.model, self.ema, self.opt, self.gen)
-        tensors.update(prefixed("pool", self.pool.state()))
+        pool = self.pool.state()
+        for key in ("x", "labels"):  # the global pool, so a run resumes with any number of processes
+            if key in pool:
+                pool[key] = ddp.gather_cat(pool[key], self.world)
+        pool["k"] = self.pool.k_global
+        tensors.update(prefixed("pool", pool))
         if self.round_teacher is not None:
             tensors.update(prefixed("teacher", self.round_teacher.state_dict()))
         meta.update(kind="distill-state", update=self.update, pool_stage=self.pool_stage, nfe=self.nfe,
                     skipped=self.skipped, nan_streak=self.nan_streak, elapsed=self.elapsed,
                     histogram=self.histogram.to_dict(), config=self.config_dict())
-        return save_tensors(self.run.checkpoints / STATE_FILE, tensors, meta)
+        path = self.run.checkpoints / STATE_FILE
+        return save_tensors(path, tensors, meta) if self.world.main else path
 
     def load_state(self) -> bool:
         path = self.run.checkpoints / STATE_FILE
@@ -210,7 +242,7 @@ class Distiller:
             return False
         tensors, meta = state
         saved = meta["config"]
-        if saved["distill"] != asdict(self.cfg) or saved["base_sha256"] != self.base_sha256:
+        if DistillConfig(**saved["distill"]) != self.cfg or saved["base_sha256"] != self.base_sha256:
             raise DsdError(f"{path} was written with other settings or another base model; resume with the run's own config")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.pool.load(unprefixed("pool", tensors))
@@ -239,6 +271,9 @@ class Distiller:
             "ema_teacher": self.cfg.ema_teacher,
             "lockstep": self.cfg.lockstep,
             "seed": self.cfg.seed,
+            "guidance": self.cfg.guidance if self.null is not None else None,
+            "processes": self.world.size,
+            "amp": self.cfg.amp,
             "stage_methods": self.methods,
             "nfe_per_update": round(self.nfe["updates"] / max(self.update, 1), 2),
             "nfe_total": self.nfe["updates"] + self.nfe["warmup"],
@@ -251,14 +286,27 @@ class Distiller:
         }
 
     def save_distilled(self, path: Path, steps: int) -> Path:
-        return save_model(path, self.ema.shadow, self.schedule, self.prediction, ema=True,
-                          distilled_steps=steps, provenance=self.provenance(steps))
+        if not self.world.main:
+            return path
+        return save_model(path, self.ema.shadow, self.schedule, self.prediction, ema=True, distilled_steps=steps,
+                          provenance=self.provenance(steps),
+                          guidance=self.cfg.guidance if self.null is not None else None)
 
     # -- the loop -----------------------------------------------------------------------------------
+    def guided(self, net: Callable) -> Callable:
+        """net as (x, t, labels) → the guided prediction (plain net(x, t) for an unconditional model)."""
+        net = autocast_net(net, self.device, self.cfg.amp)
+        return lambda x, t, labels=None: guided_prediction(net, x, t, labels, self.cfg.guidance, self.null)
+
     def preview(self, label: str) -> Path:
+        path = self.run.samples / f"{label}.png"
+        if not self.world.main:
+            return path
         loaded = LoadedModel(self.ema.shadow, self.schedule, self.prediction)
-        images = sample(loaded, self.cfg.n_to, num=64, seed=0, device=self.device)
-        return write_samples(to_uint8(images), self.run.samples / f"{label}.png")
+        classes = None if self.null is None else torch.arange(64) % self.null
+        images = sample(loaded, self.cfg.n_to, num=64, seed=0, device=self.device, classes=classes,
+                        guidance=self.cfg.guidance)
+        return write_samples(to_uint8(images), path)
 
     def start_stage(self, si: int) -> None:
         """DSD stages park the trajectory pool on the new grid; a PD stage starts a round: the student
@@ -269,9 +317,10 @@ class Distiller:
             self.round_teacher = copy.deepcopy(self.ema.shadow).eval().requires_grad_(False)
             self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.pd_lr, weight_decay=0.0)
         else:
-            self.nfe["warmup"] += self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
-                                                        self.teacher(), self.schedule, self.prediction,
-                                                        self.cfg.clip_x0)
+            evals = self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
+                                          self.guided(self.teacher()), self.schedule, self.prediction,
+                                          self.cfg.clip_x0)
+            self.nfe["warmup"] += self.guided_cost * evals * self.world.size
 
     def step(self) -> dict:
         """One update of the current stage's method; returns what the event log records."""
@@ -280,10 +329,11 @@ class Distiller:
         pool = self.pool
         k = pool.k
         t, t_mid, t_next = pool.timesteps(2 * k), pool.timesteps(2 * k + 1), pool.timesteps(2 * k + 2)
-        res = dsd_pair_loss(self.model, self.teacher(), pool.x, t, t_mid, t_next, self.schedule,
+        student, teacher, labels = self.guided(self.student), self.guided(self.teacher()), pool.labels
+        res = dsd_pair_loss(lambda x, t: student(x, t, labels), lambda x, t: teacher(x, t, labels), pool.x, t, t_mid, t_next, self.schedule,
                             self.prediction, self.cfg.weight, self.cfg.clip_x0)
-        event = self.apply(res, k, t, NFE_PER_SAMPLE["dsd"])
-        bad = ~torch.isfinite(res.x_next.flatten(1)).all(1).cpu()
+        event = self.apply(res, k, t, NFE_PER_SAMPLE["dsd"] * self.guided_cost)
+        bad = ddp.any_true(~torch.isfinite(res.x_next.flatten(1)).all(1).cpu(), self.world)
         pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
         pool.restart(bad)
         return event
@@ -302,22 +352,21 @@ class Distiller:
 
     def apply(self, res: PairResult, k: torch.Tensor, t: torch.Tensor, nfe_per_sample: int) -> dict:
         """Optimizer and EMA step for a finite loss (skip for a non-finite one); the update's event."""
-        self.nfe["updates"] += nfe_per_sample * len(k)
-        finite = bool(torch.isfinite(res.loss))
+        self.nfe["updates"] += nfe_per_sample * len(k) * self.world.size
+        finite = ddp.mean(float(torch.isfinite(res.loss)), self.world, self.device) == 1.0  # all ranks agree
         event = {"update": self.update + 1, "stage": self.stages[self.pool_stage].steps,
                  "method": self.methods[self.pool_stage], "nfe": self.nfe["updates"] + self.nfe["warmup"]}
         if finite:
             self.opt.zero_grad(set_to_none=True)
-            res.loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.opt.step()
+            grad_norm = self.scaler.step(res.loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
             self.ema.update(self.model)
-            self.histogram.add(t.tolist())
+            self.histogram.add(ddp.gather_cat(t, self.world).tolist())
             self.nan_streak = 0
             by_index = {}
             for idx in k.unique().tolist():
                 by_index[str(idx)] = round(float(res.per_sample[(k == idx).to(res.per_sample.device)].mean()), 6)
-            event.update(loss=float(res.loss.detach()), grad_norm=float(grad_norm), loss_by_pair=by_index)
+            loss = ddp.mean(float(res.loss.detach()), self.world, self.device)
+            event.update(loss=loss, grad_norm=float(grad_norm), loss_by_pair=by_index)
         else:
             self.skipped += 1
             self.nan_streak += 1
@@ -370,6 +419,16 @@ class Distiller:
         self.run.event("end", update=self.update, model=str(path), nfe=self.nfe, skipped=self.skipped,
                        wall_seconds=round(self.elapsed, 1))
         return path
+
+
+class SilentRun(RunDir):
+    """The run folder as seen by ranks other than 0: same paths, no writes."""
+
+    def write_config(self, config: dict) -> None:
+        pass
+
+    def event(self, kind: str, **fields) -> None:
+        pass
 
 
 def load_base(name_or_path: str, device: torch.device) -> tuple[LoadedModel, str, str]:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from dsd_core.classes import class_ids
 from dsd_core.errors import DsdError
 from dsd_core.images import to_uint8
 
@@ -40,18 +41,22 @@ def require_torch(why: str) -> None:
 
 
 def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool, device: str | None,
-                 threads: int | None) -> Drawer:
+                 threads: int | None, class_spec: str | None = None, guidance: float | None = None) -> Drawer:
     require_torch("sampling a checkpoint")
     from dsd_core.checkpoint import default_model, load_model
+    from dsd_core.guidance import resolve
     from dsd_core.sampling import sample
 
     dev = setup_device(device, threads)
     model = model or default_model(steps)
     loaded = load_model(model, dev)
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
+    resolve(loaded.model, loaded.guidance, class_spec, guidance, 1)  # bad --class/--guidance fail before sampling
 
     def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
-        return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch))
+        classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
+        return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch,
+                               classes=classes, guidance=w))
 
     return Drawer(model, steps, str(dev), draw)
 
@@ -75,7 +80,8 @@ def check_baked(path: Path, meta: dict, steps: int | None, spacing: str | None, 
 
 
 def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: bool | None,
-               device: str | None, threads: int | None, batch: int = 1) -> Drawer:
+               device: str | None, threads: int | None, batch: int = 1, class_spec: str | None = None,
+               guidance: float | None = None) -> Drawer:
     """`batch`: the batch size to set the session up for now, so that timing a draw does not include it."""
     from exporters.runtime import CUDA, OnnxSampler
 
@@ -98,8 +104,16 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
     if provider == "cuda" and sampler.provider != CUDA:
         raise DsdError("--device cuda was asked for but onnxruntime could not load its CUDA provider")
     sampler.session(batch)
+    if not sampler.num_classes and (class_spec not in (None, "none") or guidance is not None):
+        raise DsdError(f"{'--class' if class_spec is not None else '--guidance'} needs a class-conditional model; "
+                       f"{path} is unconditional")
+    if guidance is not None and not sampler.takes_guidance:
+        raise DsdError(f"{path} was exported without a guidance input; export it again to use --guidance")
+    class_ids(class_spec, 1, sampler.num_classes or None)  # a bad --class fails before sampling
 
     def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
-        return to_uint8(sampler.sample(num, seed, batch=batch, on_batch=on_batch) * 2 - 1)
+        labels = class_ids(class_spec, num, sampler.num_classes or None)
+        images = sampler.sample(num, seed, class_labels=labels, batch=batch, on_batch=on_batch, guidance=guidance)
+        return to_uint8(images * 2 - 1)
 
     return Drawer(str(model), sampler.steps, f"onnxruntime {sampler.provider}", draw)

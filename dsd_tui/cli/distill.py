@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.progress import TextColumn
 
+from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 from dsd_core.errors import DsdError
@@ -41,15 +45,35 @@ def distill(
     seed: int = typer.Option(D.seed, "--seed"),
     run_dir: Path = typer.Option(None, "--run-dir", help="Run folder (default: runs/METHOD-SCHEDULE-FROMtoTO-TIME)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
-    out: Path = typer.Option(None, "--out", help="Also copy the distilled checkpoint here."),
+    out: Path = typer.Option(None, "--out", help="Also copy the distilled checkpoint here (a folder with "
+                                                 "--save-format diffusers)."),
+    save_format: str = typer.Option("dsd", "--save-format",
+                                    help="--out as a dsd checkpoint, or as a diffusers DDIMPipeline folder "
+                                         "(diffusers models)."),
     sample_every: int = typer.Option(D.sample_every, "--sample-every", help="Updates between preview grids."),
     checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every"),
+    guidance: float = typer.Option(D.guidance, "--guidance", "-w",
+                                   help="Classifier-free guidance w of a conditional model, in student and teacher "
+                                        "(uncond + w·(cond − uncond); 4 NFE per update unless w is 0 or 1)."),
+    amp: str = typer.Option(D.amp, "--amp", help="Mixed precision of the network: off, bf16 or fp16 (CUDA)."),
+    compile_net: bool = typer.Option(False, "--compile", help="torch.compile the network (slow first update)."),
+    nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes (torchrun; one GPU each, or gloo on "
+                                                 "the CPU); --batch is per process."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
     """Distil a model so that it samples well in --to steps; writes RUN_DIR/model.safetensors."""
     with user_errors():
+        if save_format not in ("dsd", "diffusers"):
+            raise DsdError(f"unknown --save-format {save_format!r}; choose dsd or diffusers")
+        if save_format == "diffusers" and out is None:
+            raise DsdError("--save-format diffusers writes a pipeline folder: give it with --out FOLDER")
+        if nproc < 1:
+            raise DsdError(f"--nproc must be at least 1, got {nproc}")
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
         dev = setup_device(device, threads)
+        world, dev = ddp.setup(dev)
         if resume is not None:
             saved = read_run_config(resume, "distill")
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
@@ -57,18 +81,26 @@ def distill(
             cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
                                 batch=batch, lr=lr, pd_lr=pd_lr, pd_stages=pd_stages, data=data, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
                                 lockstep=lockstep, seed=seed, sample_every=sample_every,
-                                checkpoint_every=checkpoint_every)
+                                checkpoint_every=checkpoint_every, guidance=guidance, amp=amp,
+                                compile=compile_net)
+            if run_dir is None and world.active:
+                raise DsdError("a data-parallel run needs --run-dir (every process must name the same folder)")
             if run_dir is None:
                 run_dir = Path("runs") / f"{method}-{schedule}-{n_from}to{n_to}-{time.strftime('%Y%m%d-%H%M%S')}"
             if (run_dir / "config.json").exists():
                 raise DsdError(f"{run_dir} already holds a run; --resume it or choose another --run-dir")
-            if Path(model).is_file():
+            if Path(model).exists():
                 model = str(Path(model).resolve())
         base, name, sha = load_base(model, dev)
-        distiller = Distiller(base, cfg, run_dir, dev, name, sha)
+        distiller = Distiller(base, cfg, run_dir, dev, name, sha, world)
+        if not world.main:
+            distiller.run_loop(resume=resume is not None)
+            ddp.teardown(world)
+            return
         stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
         console.print(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
-                      f"of batch {cfg.batch} (DSD 2 NFE, PD 3 NFE per sample), device {dev}; run folder {run_dir}")
+                      f"of batch {cfg.batch} (DSD 2 NFE, PD 3 NFE per sample; ×2 with guidance), device {dev}"
+                      + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}")
         with progress_bar(TextColumn("grid {task.fields[stage]}"), TextColumn("loss {task.fields[loss]:.4g}")) as bar:
             task = bar.add_task(cfg.method, total=cfg.updates, loss=float("nan"), stage="-")
 
@@ -77,6 +109,33 @@ def distill(
                 bar.update(task, completed=update, stage=event["stage"], loss=float("nan") if loss is None else loss)
 
             path = distiller.run_loop(show, resume=resume is not None)
-        if out is not None:
+        ddp.teardown(world)
+        if out is not None and save_format == "diffusers":
+            from dsd_core.checkpoint import load_model
+            from dsd_core.diffusers_io import save_diffusers
+
+            out = save_diffusers(load_model(path), out, cfg.n_to)
+            console.print(f"wrote the diffusers pipeline {out} (DDIMScheduler, trailing spacing, {cfg.n_to} steps)")
+        elif out is not None:
             atomic_write_bytes(out, path.read_bytes())
         console.print(f"wrote {path} ({distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
+
+
+def launch(nproc: int, run_dir: Path | None, resume: Path | None, method: str, schedule: str, n_from: int,
+           n_to: int) -> int:
+    """Run this same command under torchrun with `nproc` processes; their exit code is ours."""
+    args = sys.argv[1:]
+    for i, a in enumerate(args):  # drop --nproc K / --nproc=K
+        if a == "--nproc":
+            args = args[:i] + args[i + 2 :]
+            break
+        if a.startswith("--nproc="):
+            args = args[:i] + args[i + 1 :]
+            break
+    if run_dir is None and resume is None:  # every rank must write (or not) into the same folder
+        run_dir = Path("runs") / f"{method}-{schedule}-{n_from}to{n_to}-{time.strftime('%Y%m%d-%H%M%S')}"
+        args += ["--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "dsd_tui.cli", *args]
+    console.print(f"starting {nproc} processes: {' '.join(cmd[1:])}")
+    return subprocess.call(cmd)

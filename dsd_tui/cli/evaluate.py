@@ -12,8 +12,9 @@ from rich.table import Table
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import load_model
 from dsd_core.errors import DsdError
-from dsd_core.evaluate import across_seeds, evaluate, get_reference, read_samples
+from dsd_core.evaluate import across_seeds, evaluate, get_reference, per_class_accuracy, read_samples
 from dsd_core.features import get_extractor
+from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample
@@ -48,6 +49,9 @@ def eval_command(
     reference: str = typer.Option("digits", "--reference", help="'digits' or real images (.npz or folder)."),
     features: str = typer.Option("digits", "--features", help="digits or inception."),
     inception: Path = typer.Option(None, "--inception", help="FID Inception weights file (for --features inception)."),
+    class_spec: str = typer.Option(None, "--class", "-c",
+                                   help="With a conditional --model: a class id, all (cycling, default) or none."),
+    guidance: float = typer.Option(None, "--guidance", "-w", help="With a conditional --model: guidance w."),
     json_out: str = typer.Option(None, "--json", help="Also write the result as one JSON object to this file ('-': stdout)."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
@@ -67,18 +71,25 @@ def eval_command(
                 raise DsdError(f"--num must be at least 10 to evaluate, got {num}")
             if seeds < 1:
                 raise DsdError(f"--seeds must be at least 1, got {seeds}")
+            classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
             counter = NFECounter()
             start = time.perf_counter()
-            runs = []
+            runs, accuracy = [], []
             with progress_bar() as bar:
                 task = bar.add_task(f"sample {steps} steps", total=num * seeds)
                 for s in range(seed, seed + seeds):
-                    images = sample(loaded, steps, num, s, batch, dev, on_batch=lambda n: bar.advance(task, n),
-                                    counter=counter)
-                    runs.append(evaluate(to_uint8(images), ref, extractor))
+                    images = to_uint8(sample(loaded, steps, num, s, batch, dev, counter=counter, classes=classes,
+                                             guidance=w, on_batch=lambda n: bar.advance(task, n)))
+                    runs.append(evaluate(images, ref, extractor))
+                    if classes is not None and hasattr(extractor, "classify") and class_spec != "none":
+                        accuracy.append(per_class_accuracy(extractor.classify(images)[1], classes, null_class(loaded.model)))
             info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num * seeds),
                     "sample_seconds": round(time.perf_counter() - start, 3)}
+            if classes is not None:
+                info.update(classes=class_spec or "all", guidance=w)
             result = {**info, **runs[0]}
+            if accuracy:
+                result["class_accuracy"] = accuracy[0]
             if seeds > 1:
                 result["seeds"] = seeds
                 result["across_seeds"] = across_seeds(runs)
@@ -92,6 +103,11 @@ def eval_command(
                 f"{m} {spread[m]['mean']:.4g} ± {spread[m]['sd']:.2g}" for m in METRICS))
         if result.get("nfe") is not None:
             console.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
+        if "class_accuracy" in result:
+            acc = result["class_accuracy"]
+            console.print(f"guidance {result['guidance']:g}: the classifier agrees with the requested class for "
+                          f"{100 * acc['accuracy']:.1f} % of samples (per class: "
+                          + ", ".join(f"{c}: {100 * a:.0f} %" for c, a in acc["per_class"].items()) + ")")
         if json_out == "-":
             print(json.dumps(result))
         elif json_out:

@@ -23,9 +23,12 @@ def export(
                                     help="Export the denoiser alone: (x, t[, class]) → prediction."),
     spacing: str = typer.Option("trailing", "--spacing", help="Timestep grid baked into the sampler."),
     clip: bool = typer.Option(True, "--clip/--no-clip", help="Clip the x0 estimate to [-1, 1] at each step."),
+    guidance: float = typer.Option(None, "--guidance", "-w",
+                                   help="Conditional models: the guidance w the file samples with by default (the "
+                                        "sampler also takes w as its `guidance` input)."),
     threads: int = ThreadsOption,
 ) -> None:
-    """Export a model to ONNX: by default the whole N-step sampler, noise[, class] → images in [0, 1]."""
+    """Export a model to ONNX: by default the whole N-step sampler, noise[, class, guidance] → images in [0, 1]."""
     with user_errors():
         if not onnx:
             raise DsdError("say which format: dsd export --onnx OUT.onnx")
@@ -36,6 +39,11 @@ def export(
         model = model or default_model(steps if steps is not None else 8)
         setup_device("cpu", threads)
         loaded = load_model(model)
+        if guidance is not None:
+            from dsd_core.guidance import check_guidance
+
+            check_guidance(loaded.model, None, guidance)
+            loaded.meta = {**loaded.meta, "guidance": guidance}
         with err_console.status(f"exporting {model} to {out} and checking it against torch"):
             report = export_onnx(loaded, out, steps, step_model=step_model,
                                  source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip)

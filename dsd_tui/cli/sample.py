@@ -35,6 +35,11 @@ def sample(
     backend: str = typer.Option("torch", "--backend",
                                 help="torch, or ort: onnxruntime, exporting the model to a cache on first use "
                                      "(an .onnx model always runs on onnxruntime)."),
+    class_spec: str = typer.Option(None, "--class", "-c",
+                                   help="Conditional models: a class id, all (ids cycle, the default) or none."),
+    guidance: float = typer.Option(None, "--guidance", "-w",
+                                   help="Classifier-free guidance w: uncond + w·(cond − uncond) (default: the scale "
+                                        "the model was distilled with, else 1)."),
     watch: bool = typer.Option(False, "--watch", help="Desktop sampler: after OUT is written, each key press "
                                                       "writes new images (the next seed) to OUT; q quits."),
     device: str = DeviceOption,
@@ -54,9 +59,10 @@ def sample(
         check_writable(out)
         is_onnx = model is not None and Path(model).suffix.lower() == ".onnx"
         if is_onnx or backend == "ort":
-            drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num))
+            drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num), class_spec, guidance)
         else:
-            drawer = torch_drawer(model, steps, spacing or "trailing", True if clip is None else clip, device, threads)
+            drawer = torch_drawer(model, steps, spacing or "trailing", True if clip is None else clip, device, threads,
+                                  class_spec, guidance)
 
         def draw_and_write(seed: int) -> None:
             write(drawer, out, num, seed, batch)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import TextColumn
 
-from dsd_core.data import load_dataset
+from dsd_core.data import load_dataset, load_labels
 from dsd_core.errors import DsdError
 from dsd_core.models import UNetConfig, count_parameters
 from dsd_core.runs import read_run_config
@@ -47,6 +47,12 @@ def train(
     sd_lr_scale: float = typer.Option(TrainConfig.sd_lr_scale, "--sd-lr-scale", help="DSD lr / training lr."),
     sd_steps: int = typer.Option(TrainConfig.sd_steps, "--sd-steps", help="Sampling steps DSD distils towards."),
     sd_batch: int = typer.Option(TrainConfig.sd_batch, "--sd-batch", help="DSD trajectories in flight."),
+    conditional: bool = typer.Option(False, "--conditional",
+                                     help="Class-conditional (digits labels) with a null class, for guidance."),
+    label_dropout: float = typer.Option(TrainConfig.label_dropout, "--label-dropout",
+                                        help="Share of labels replaced by the null class (conditional)."),
+    amp: str = typer.Option(TrainConfig.amp, "--amp", help="Mixed precision of the network: off, bf16 or fp16 (CUDA)."),
+    compile_net: bool = typer.Option(False, "--compile", help="torch.compile the network (slow first steps)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
@@ -65,13 +71,16 @@ def train(
             cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ema_decay=ema, prediction=prediction,
                               schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every,
                               self_distill=self_distill, sd_every=sd_every, sd_lr_scale=sd_lr_scale,
-                              sd_steps=sd_steps, sd_batch=sd_batch)
+                              sd_steps=sd_steps, sd_batch=sd_batch, conditional=conditional,
+                              label_dropout=label_dropout, amp=amp, compile=compile_net)
         images, data_name = load_dataset(data, image_size)
+        labels = load_labels(data) if cfg.conditional else None
         if resume is None:
             model_cfg = UNetConfig(image_size=images.shape[-1], in_channels=images.shape[1], base_channels=channels,
                                    channel_mults=_ints(mults, "mults"), num_res_blocks=res_blocks,
-                                   attention_levels=_ints(attention, "attention"))
-        trainer = Trainer(images, model_cfg, cfg, out, dev, data_name=data_name, data_spec=data)
+                                   attention_levels=_ints(attention, "attention"),
+                                   num_classes=int(labels.max()) + 1 if labels is not None else None)
+        trainer = Trainer(images, model_cfg, cfg, out, dev, data_name=data_name, data_spec=data, labels=labels)
         console.print(
             f"training {count_parameters(trainer.model):,} parameters on {images.shape[0]} images "
             f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, device {dev}"

@@ -1,0 +1,153 @@
+"""diffusers interop: load a `UNet2DModel` folder, a `DDPMPipeline`/`DDIMPipeline` folder or a hub id as a dsd
+model, and write a distilled model back as a pipeline folder that diffusers samples with
+`DDIMScheduler(timestep_spacing="trailing")` at the distilled step count.
+
+The scheduler config (β schedule, prediction type) comes from the pipeline's `scheduler/` folder; a bare UNet
+folder gets diffusers' DDPM defaults (linear β 1e-4 … 0.02, ε). diffusers is optional and imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import DsdError
+from .models.diffusers_unet import DiffusersUNet, import_diffusers
+from .schedule import NoiseSchedule
+
+PREDICTION_FROM_DIFFUSERS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+PREDICTION_TO_DIFFUSERS = {v: k for k, v in PREDICTION_FROM_DIFFUSERS.items()}
+SCHEDULE_FROM_DIFFUSERS = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
+
+
+def unet_folder(path: Path) -> Path | None:
+    """The folder holding the UNet2DModel's config.json: `path` itself or its `unet/`; None if neither."""
+    for folder in (path, path / "unet"):
+        config = folder / "config.json"
+        if config.is_file():
+            try:
+                name = json.loads(config.read_text()).get("_class_name")
+            except (json.JSONDecodeError, AttributeError):
+                raise DsdError(f"{config} is not a readable diffusers config") from None
+            if name != "UNet2DModel":
+                raise DsdError(f"{folder} holds a {name}; dsd supports pixel-space UNet2DModel models")
+            return folder
+    return None
+
+
+def is_diffusers_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / "config.json").is_file() or (path / "unet" / "config.json").is_file()
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """`owner/name` with no file suffix, and nothing of that name on disk."""
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not Path(spec).exists() and not Path(spec).suffix
+
+
+def schedule_from_config(config: dict, where: str) -> tuple[NoiseSchedule, str]:
+    """dsd's schedule and prediction type from a diffusers scheduler config."""
+    kind = config.get("beta_schedule", "linear")
+    if kind not in SCHEDULE_FROM_DIFFUSERS or config.get("trained_betas") is not None:
+        raise DsdError(f"{where}: β schedule {kind!r} is not supported (linear, scaled_linear, squaredcos_cap_v2)")
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_FROM_DIFFUSERS:
+        raise DsdError(f"{where}: prediction type {prediction!r} is not supported (epsilon, v_prediction, sample)")
+    betas = {}
+    if kind != "squaredcos_cap_v2":
+        betas = {"beta_start": float(config.get("beta_start", 1e-4)), "beta_end": float(config.get("beta_end", 0.02))}
+    schedule = NoiseSchedule(SCHEDULE_FROM_DIFFUSERS[kind], int(config.get("num_train_timesteps", 1000)), **betas)
+    return schedule, PREDICTION_FROM_DIFFUSERS[prediction]
+
+
+def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
+    """A diffusers UNet (folder or hub id) as a `LoadedModel`; `meta.provenance.source` says where from."""
+    from .checkpoint import LoadedModel
+
+    diffusers = import_diffusers()
+    path = Path(spec)
+    if path.is_dir():
+        folder = unet_folder(path)
+        if folder is None:
+            raise DsdError(f"{path} is a folder but not a diffusers model (no config.json or unet/config.json)")
+        try:
+            unet = diffusers.UNet2DModel.from_pretrained(str(folder))
+        except Exception as exc:  # noqa: BLE001 - diffusers raises OSError, ValueError, EnvironmentError …
+            raise DsdError(f"{folder}: diffusers could not load the UNet: {_first_line(exc)}") from None
+        sched_file = path / "scheduler" / "scheduler_config.json"
+        sched_config = json.loads(sched_file.read_text()) if folder != path and sched_file.is_file() else {}
+    else:
+        unet, sched_config = _from_hub(diffusers, str(spec))
+    schedule, prediction = schedule_from_config(sched_config, str(spec))
+    model = DiffusersUNet(unet.float())
+    meta = {"kind": "model", "model_type": model.model_type, "distilled_steps": None,
+            "provenance": {"source": str(spec), "format": "diffusers"}}
+    written = path / "dsd.json" if path.is_dir() else None  # a pipeline dsd wrote: its step count and history
+    if written is not None and written.is_file():
+        info = json.loads(written.read_text())
+        meta.update(distilled_steps=info.get("distilled_steps"), provenance={**info.get("provenance", {}),
+                                                                             **meta["provenance"]})
+    return LoadedModel(model.to(device).eval(), schedule, prediction, meta)
+
+
+def _from_hub(diffusers, hub_id: str):
+    """UNet and scheduler config of a hub id, through diffusers' own loader (its cache, its offline rules)."""
+    errors = []
+    for sub in ("unet", None):
+        try:
+            unet = diffusers.UNet2DModel.from_pretrained(hub_id, subfolder=sub)
+            break
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    else:
+        raise DsdError(f"could not load {hub_id!r} from the Hugging Face hub or its cache (offline, or not a "
+                       f"UNet2DModel?): {_first_line(errors[-1])}")
+    try:
+        sched_config = dict(diffusers.DDIMScheduler.load_config(hub_id, subfolder="scheduler"))
+    except Exception:  # noqa: BLE001 - a bare UNet repo has no scheduler: DDPM defaults
+        sched_config = {}
+    return unet, sched_config
+
+
+def save_diffusers(loaded, out: str | Path, steps: int | None) -> Path:
+    """Write a `DDIMPipeline` folder (unet/, scheduler/ with trailing spacing, model_index.json), atomically:
+    built in a temporary sibling folder and renamed into place."""
+    diffusers = import_diffusers()
+    model = loaded.model
+    if not isinstance(model, DiffusersUNet):
+        raise DsdError("--save-format diffusers needs a diffusers model (--model a UNet2DModel or pipeline folder)")
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise DsdError(f"{out} already exists; choose a new folder for the diffusers pipeline")
+    if not out.parent.is_dir():
+        raise DsdError(f"output folder does not exist: {out.parent}")
+    s = loaded.schedule
+    beta_schedule = {v: k for k, v in SCHEDULE_FROM_DIFFUSERS.items()}[s.name]
+    scheduler = diffusers.DDIMScheduler(
+        num_train_timesteps=s.num_timesteps, beta_schedule=beta_schedule, beta_start=s.beta_start,
+        beta_end=s.beta_end, prediction_type=PREDICTION_TO_DIFFUSERS[loaded.prediction],
+        timestep_spacing="trailing", clip_sample=True, set_alpha_to_one=True)
+    pipe = diffusers.DDIMPipeline(unet=model.unet, scheduler=scheduler)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "dsd.json").write_text(json.dumps({"distilled_steps": steps, "sample_with": {
+            "scheduler": "DDIMScheduler", "timestep_spacing": "trailing", "num_inference_steps": steps, "eta": 0.0,
+            "use_clipped_model_output": True}, "provenance": loaded.meta.get("provenance", {})}, indent=2))
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

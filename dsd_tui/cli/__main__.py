@@ -1,0 +1,5 @@
+"""`python -m dsd_tui.cli …` is `dsd …` (torchrun starts data-parallel runs this way)."""
+
+from . import main
+
+main()
