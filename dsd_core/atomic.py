@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import DsdError
@@ -16,6 +18,21 @@ def _umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files private (0600)
+# Tests only: "NAME:SECONDS" pauses halfway through writing files called NAME, so a kill can land mid-write.
+PAUSE_ENV = "DSD_TEST_PAUSE_WRITE"
+HINTS = {errno.ENOSPC: "free some disk space and run it again", errno.EDQUOT: "free some disk space and run it again",
+         errno.EACCES: "check the folder's permissions", errno.EROFS: "write to another folder"}
+
+
+def _problem(exc: OSError) -> str:
+    """`strerror; what to do`, for a one-line error."""
+    hint = HINTS.get(exc.errno)
+    return f"{exc.strerror or exc}" + (f"; {hint}" if hint else "")
+
+
+def _pause_seconds(name: str) -> float:
+    target, _, seconds = os.environ.get(PAUSE_ENV, "").partition(":")
+    return float(seconds) if target == name and seconds else 0.0
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -26,18 +43,30 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise DsdError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+        raise DsdError(f"cannot write to {path.parent}: {_problem(exc)}") from None
     try:
         os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
+            pause = _pause_seconds(path.name)
+            if pause:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                time.sleep(pause)
+                data = data[len(data) // 2 :]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise DsdError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise DsdError(f"cannot write {path}: {_problem(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def stale_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary siblings that a killed writer left behind (never a finished file: those were renamed)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file()) if folder.is_dir() else []

@@ -47,6 +47,10 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
     if not root.is_dir():
         raise DsdError(f"image folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)
+    if others:
+        warnings.warn(f"ignoring {len(others)} file(s) that are not images in {root}, e.g. {others[0].name}",
+                      stacklevel=2)
     images: list[Image.Image] = []
     for file in files:
         try:

@@ -9,7 +9,8 @@ import json
 import time
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
+from . import __version__
+from .atomic import atomic_write_bytes, stale_temp_files
 from .errors import DsdError
 
 
@@ -23,6 +24,23 @@ class RunDir:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DsdError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
+
+    def repair(self) -> None:
+        """Undo what a kill can leave: temp files of unfinished writes, and a torn last event line (cut off,
+        so that the next event starts a line of its own instead of gluing onto the fragment). Call it before
+        resuming, from the one process that writes the run (another writer's temp file would go too)."""
+        for folder in (self.root, self.checkpoints, self.samples):
+            for tmp in stale_temp_files(folder):
+                tmp.unlink(missing_ok=True)
+        try:
+            with open(self.events_path, "rb+") as f:
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise DsdError(f"cannot repair {self.events_path}: {exc.strerror or exc}") from None
 
     @property
     def checkpoints(self) -> Path:
@@ -48,6 +66,9 @@ class RunDir:
             raise DsdError(f"cannot append to {self.events_path}: {exc.strerror or exc}") from None
 
 
+REQUIRED = {"distill": ("distill", "base_model"), "train": ("train", "data_spec", "model_config")}
+
+
 def read_run_config(root: str | Path, command: str) -> dict:
     """The config.json of a run folder that `command` made (to resume it), or a one-line error."""
     path = Path(root) / "config.json"
@@ -57,8 +78,16 @@ def read_run_config(root: str | Path, command: str) -> dict:
         config = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise DsdError(f"{path} is corrupt") from None
+    if not isinstance(config, dict):
+        raise DsdError(f"{path} is corrupt")
     if config.get("command") != command:
         raise DsdError(f"{root} holds a {config.get('command', 'unknown')} run, not a {command} run")
+    if config.get("version") != __version__:
+        raise DsdError(f"{root} was written by dsd {config.get('version', 'of an unknown version')}, this is dsd "
+                       f"{__version__}: resume it with that version, or start a new run")
+    missing = [k for k in REQUIRED.get(command, ()) if k not in config]
+    if missing:
+        raise DsdError(f"{path} is incomplete (no {', '.join(missing)})")
     return config
 
 

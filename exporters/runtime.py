@@ -107,9 +107,14 @@ class OnnxSampler:
             raise DsdError(f"{self.path}: graph inputs {names} do not match its dsd metadata")
         self.provider: str = first.get_providers()[0]
         self._sessions = {1: first}
-        self.steps: int = int(self.metadata["steps"])
-        self.image_shape: tuple[int, ...] = tuple(self.metadata["image_shape"])
-        self.num_classes: int = int(self.metadata["num_classes"])
+        try:  # metadata is data: anything but plain numbers is refused, never interpreted
+            self.steps: int = int(self.metadata["steps"])
+            self.image_shape: tuple[int, ...] = tuple(int(n) for n in self.metadata["image_shape"])
+            self.num_classes: int = int(self.metadata["num_classes"])
+            if self.steps < 1 or len(self.image_shape) != 3 or min(self.image_shape) < 1 or self.num_classes < 0:
+                raise ValueError("out of range")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DsdError(f"{self.path} has invalid dsd metadata ({type(exc).__name__})") from None
         self.takes_guidance = md.GUIDANCE in names
         # the scale the model was distilled with, else plain conditional sampling
         self.default_guidance: float = float(self.metadata.get("guidance") or 1.0)

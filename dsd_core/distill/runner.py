@@ -51,6 +51,7 @@ from ..ema import EMA
 from ..errors import DsdError
 from ..guidance import check_guidance, guided_prediction, null_class
 from ..images import to_uint8, write_samples
+from ..interrupt import Interrupted, stop_requested
 from ..runs import RunDir
 from ..sampling import sample
 from ..schedule import ddim_timesteps
@@ -375,7 +376,8 @@ class Distiller:
 
     def run_loop(self, on_progress: Callable[[int, dict], None] | None = None, resume: bool = False) -> Path:
         if resume and not self.load_state():
-            raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE})")
+            raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE}: it stopped before its first "
+                           "checkpoint); start it again with another --run-dir")
         if resume and self.update >= self.cfg.updates and (self.run.root / MODEL_FILE).exists():
             raise DsdError(f"the run in {self.run.root} already finished; its model is {self.run.root / MODEL_FILE}")
         if resume:
@@ -413,8 +415,13 @@ class Distiller:
                     self.run.event("snapshot", update=self.update, steps=steps, path=str(path))
             if self.update % self.cfg.sample_every == 0 or self.update == self.cfg.updates:
                 self.run.event("samples", update=self.update, path=str(self.preview(f"update_{self.update:07d}")))
-            if self.update % self.cfg.checkpoint_every == 0 or self.update == self.cfg.updates:
+            stop = stop_requested() and self.update < self.cfg.updates  # Ctrl-C: checkpoint, then stop
+            if self.update % self.cfg.checkpoint_every == 0 or self.update == self.cfg.updates or stop:
                 self.run.event("checkpoint", update=self.update, path=str(self.save_state()))
+            if stop:
+                self.run.event("interrupted", update=self.update)
+                raise Interrupted(f"checkpoint at update {self.update} saved; resume with: dsd distill --resume "
+                                  f"{self.run.root}")
         path = self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
         self.run.event("end", update=self.update, model=str(path), nfe=self.nfe, skipped=self.skipped,
                        wall_seconds=round(self.elapsed, 1))
