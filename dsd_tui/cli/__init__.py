@@ -3,6 +3,7 @@ exported .onnx model) is real; the other commands say they need torch (notorch.p
 
 import typer
 
+from . import common
 from .notorch import add_torch_stubs, have_torch
 from .sample import sample
 
@@ -13,6 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks with errors (for bug reports).")) -> None:
+    common.DEBUG = debug
+
+
 app.command()(sample)
 if have_torch():
     from .classifier import train_classifier

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import typer
@@ -21,19 +24,53 @@ err_console = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL_ERROR = 1
+DEBUG = False  # `dsd --debug …`: tracebacks as well as the one-line errors
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (e.g. a skipped unreadable image) as `warning: …`, without source lines."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a DsdError into `error: …` on stderr and exit code 2; Ctrl-C into exit code 130."""
-    try:
-        yield
-    except DsdError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USER_ERROR) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    """Turn a DsdError into `error: …` on stderr and exit code 2; Ctrl-C into exit code 130; a bug into one
+    line and exit code 1. `--debug` adds the traceback."""
+    with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+        warnings.simplefilter("always", UserWarning)  # dsd's own warnings, each time (not once per process)
+        if not DEBUG:
+            warnings.showwarning = one_line_warning
+        try:
+            yield
+        except DsdError as exc:
+            if DEBUG:
+                traceback.print_exc()
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt as exc:
+            said = f": {exc}" if str(exc) else ""  # how to resume, when the run could checkpoint first
+            err_console.print(f"[yellow]interrupted[/]{said}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if DEBUG:
+                raise
+            what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {what} (dsd --debug … shows "
+                              "the traceback; please report it)", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+
+
+def refuse_overwrite(out: Path, force: bool) -> None:
+    """Fail before the work, not after: an existing file (or a folder with files) is replaced only with --force."""
+    if force or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    raise DsdError(f"{out} already exists; pass --force to replace it, or choose another name")
+
+
+ForceOption = typer.Option(False, "--force", help="Replace OUT if it exists.")
 
 
 def setup_device(device: str | None, threads: int | None) -> torch.device:

@@ -15,9 +15,10 @@ from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 from dsd_core.errors import DsdError
-from dsd_core.runs import read_run_config
+from dsd_core.interrupt import stop_at_update_boundary
+from dsd_core.runs import RunDir, read_run_config
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+from .common import DeviceOption, ThreadsOption, console, progress_bar, refuse_overwrite, setup_device, user_errors
 
 D = DistillConfig()
 
@@ -50,6 +51,7 @@ def distill(
     save_format: str = typer.Option("dsd", "--save-format",
                                     help="--out as a dsd checkpoint, or as a diffusers DDIMPipeline folder "
                                          "(diffusers models)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     sample_every: int = typer.Option(D.sample_every, "--sample-every", help="Updates between preview grids."),
     checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every"),
     guidance: float = typer.Option(D.guidance, "--guidance", "-w",
@@ -77,6 +79,8 @@ def distill(
         if resume is not None:
             saved = read_run_config(resume, "distill")
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
+            if world.main:
+                RunDir(resume).repair()  # what a kill left: a torn event line, temp files
         else:
             cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
                                 batch=batch, lr=lr, pd_lr=pd_lr, pd_stages=pd_stages, data=data, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
@@ -91,6 +95,10 @@ def distill(
                 raise DsdError(f"{run_dir} already holds a run; --resume it or choose another --run-dir")
             if Path(model).exists():
                 model = str(Path(model).resolve())
+        if out is not None:
+            refuse_overwrite(out, force)
+            if not out.parent.is_dir():
+                raise DsdError(f"output folder does not exist: {out.parent}")
         base, name, sha = load_base(model, dev)
         distiller = Distiller(base, cfg, run_dir, dev, name, sha, world)
         if not world.main:
@@ -108,7 +116,8 @@ def distill(
                 loss = event.get("loss")
                 bar.update(task, completed=update, stage=event["stage"], loss=float("nan") if loss is None else loss)
 
-            path = distiller.run_loop(show, resume=resume is not None)
+            with stop_at_update_boundary(not world.active):
+                path = distiller.run_loop(show, resume=resume is not None)
         ddp.teardown(world)
         if out is not None and save_format == "diffusers":
             from dsd_core.checkpoint import load_model

@@ -9,7 +9,7 @@ import typer
 
 from dsd_core.errors import DsdError
 
-from .common import ThreadsOption, console, err_console, setup_device, user_errors
+from .common import ForceOption, ThreadsOption, console, err_console, refuse_overwrite, setup_device, user_errors
 
 
 def export(
@@ -26,6 +26,7 @@ def export(
     guidance: float = typer.Option(None, "--guidance", "-w",
                                    help="Conditional models: the guidance w the file samples with by default (the "
                                         "sampler also takes w as its `guidance` input)."),
+    force: bool = ForceOption,
     threads: int = ThreadsOption,
 ) -> None:
     """Export a model to ONNX: by default the whole N-step sampler, noise[, class, guidance] → images in [0, 1]."""
@@ -36,6 +37,7 @@ def export(
         from exporters.onnx_export import check_output_path, export_onnx
 
         check_output_path(out)
+        refuse_overwrite(out, force)
         model = model or default_model(steps if steps is not None else 8)
         setup_device("cpu", threads)
         loaded = load_model(model)

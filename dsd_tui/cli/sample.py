@@ -15,7 +15,7 @@ from dsd_core.errors import DsdError
 from dsd_core.images import check_writable, output_kind, write_samples
 
 from .backends import Drawer, ort_drawer, torch_drawer
-from .common import DeviceOption, ThreadsOption, console, progress_bar, user_errors
+from .common import DeviceOption, ForceOption, ThreadsOption, console, progress_bar, refuse_overwrite, user_errors
 from .watch import watch as watch_loop
 
 BACKENDS = ("torch", "ort")
@@ -42,6 +42,7 @@ def sample(
                                         "the model was distilled with, else 1)."),
     watch: bool = typer.Option(False, "--watch", help="Desktop sampler: after OUT is written, each key press "
                                                       "writes new images (the next seed) to OUT; q quits."),
+    force: bool = ForceOption,
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
@@ -57,6 +58,7 @@ def sample(
             raise DsdError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         output_kind(out)
         check_writable(out)
+        refuse_overwrite(out, force)
         is_onnx = model is not None and Path(model).suffix.lower() == ".onnx"
         if is_onnx or backend == "ort":
             drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num), class_spec, guidance)

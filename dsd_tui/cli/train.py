@@ -11,7 +11,7 @@ from rich.progress import TextColumn
 from dsd_core.data import load_dataset, load_labels
 from dsd_core.errors import DsdError
 from dsd_core.models import UNetConfig, count_parameters
-from dsd_core.runs import read_run_config
+from dsd_core.runs import RunDir, read_run_config
 from dsd_core.train import TrainConfig, Trainer
 
 from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
@@ -63,11 +63,14 @@ def train(
         if resume is not None:
             saved = read_run_config(resume, "train")
             data, out = saved["data_spec"], resume
+            RunDir(resume).repair()  # what a kill left: a torn event line, temp files
             cfg = TrainConfig(**saved["train"])
             model_cfg = UNetConfig.from_dict(saved["model_config"])
         else:
             if data is None or out is None:
                 raise DsdError("give --data and --out (or --resume RUN_DIR)")
+            if (out / "config.json").exists():
+                raise DsdError(f"{out} already holds a run; --resume it or choose another --out")
             cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ema_decay=ema, prediction=prediction,
                               schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every,
                               self_distill=self_distill, sd_every=sd_every, sd_lr_scale=sd_lr_scale,

@@ -95,7 +95,7 @@ class RunScreen(Screen):
         if code == 0 or self.state.ended:
             return
         tail = log_tail(self.run_dir, 1)
-        if code == -1 and tail == ["interrupted"]:  # not our child: its exit code is unknown, its last words are not
+        if code == -1 and tail and tail[0].startswith("interrupted"):  # not our child: no exit code, but last words
             code = EXIT_INTERRUPTED
         if code == EXIT_INTERRUPTED:
             if self.checkpointed():
@@ -103,8 +103,10 @@ class RunScreen(Screen):
             else:
                 self.problem = f"stopped at update {self.state.update}, before its first checkpoint"
         else:
-            reason = self.state.error or error_line(self.run_dir) or f"the run process exited with code {code}"
+            reason = self.state.error or error_line(self.run_dir) or exit_reason(code)
             self.problem = f"[b]run failed:[/b] {reason}"
+            if self.checkpointed():
+                self.problem += "; r resumes from the last checkpoint"
             if not self.state.error and error_line(self.run_dir) is None:
                 self.problem += "\n" + "\n".join(log_tail(self.run_dir, 3))
 
@@ -214,3 +216,16 @@ class RunScreen(Screen):
     def action_export(self) -> None:
         if self.state.model is not None:
             self.app.open_export(self.run_dir, self.state.model, self.state.n_to)
+
+
+def exit_reason(code: int) -> str:
+    """Why a run process went, from its exit code alone (-1: not our child, so unknown)."""
+    if code == -1:
+        return "the run process is gone without an error line (killed from outside?)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the run process was killed by {name}"
+    return f"the run process exited with code {code}"
