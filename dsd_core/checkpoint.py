@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -20,16 +19,13 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .atomic import atomic_write_bytes
+from .builtins import BUILTIN_MODELS, available_builtins, builtin_path, default_model, resolve_model_path  # noqa: F401
 from .ddim import check_prediction
 from .errors import DsdError
 from .models import UNet, UNetConfig
 from .schedule import NoiseSchedule
 
 FORMAT_VERSION = 1
-# Shipped models: the undistilled default and its DSD-distilled versions, one per step count; the
-# class-conditional digits model (null class 10, for guidance) and its DSD-distilled 8-step version (w = 3).
-BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
-                                                           "digits-cond", "digits-cond-dsd8")}
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -151,26 +147,6 @@ def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str
         if v.shape != expected[k].shape:
             raise DsdError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the config expects {tuple(expected[k].shape)}")
     module.load_state_dict(state)
-
-
-def builtin_path(name: str) -> Path:
-    return Path(str(resources.files("dsd_core.assets").joinpath(BUILTIN_MODELS[name])))
-
-
-def available_builtins() -> list[str]:
-    return [name for name in BUILTIN_MODELS if builtin_path(name).is_file()]
-
-
-def default_model(steps: int | None) -> str:
-    """What `dsd sample` uses without --model: the shipped model distilled for `steps`, else `digits`."""
-    name = f"digits-dsd{steps}"
-    return name if name in available_builtins() else "digits"
-
-
-def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A built-in model name (e.g. `digits`) or a checkpoint path."""
-    name = str(name_or_path)
-    return builtin_path(name) if name in BUILTIN_MODELS else Path(name)
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -13,6 +13,8 @@ from . import __version__
 from .atomic import atomic_write_bytes, stale_temp_files
 from .errors import DsdError
 
+STATE_FILE = "state.safetensors"  # a run's resumable state, in RUN/checkpoints/
+
 
 class RunDir:
     """Creates (or reopens, for resume) the folders of a run and appends its events."""

@@ -26,11 +26,10 @@ from .ema import EMA
 from .errors import DsdError
 from .images import to_uint8, write_samples
 from .models import UNet, UNetConfig, count_parameters
-from .runs import RunDir
+from .runs import STATE_FILE, RunDir
 from .sampling import sample
 from .schedule import NoiseSchedule
 
-STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
 
 

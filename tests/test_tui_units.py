@@ -85,7 +85,7 @@ def test_form_defaults_make_the_documented_command(tmp_path):
     ({"lr": "fast"}, "lr", "number"),
     ({"lr": "-1"}, "lr", "between"),
     ({"n_from": "24", "n_to": "8"}, "n_from", "iterative"),
-    ({"n_from": "8", "n_to": "8"}, "n_to", "half"),
+    ({"n_from": "8", "n_to": "8"}, "n_to", "at least twice"),
     ({"schedule": "gradual-linear", "n_from": "33", "n_to": "4"}, "n_from", "even"),
     ({"method": "magic"}, "method", "choose one of"),
     ({"model": CHECKPOINT, "path": ""}, "path", "give a checkpoint"),

@@ -52,18 +52,16 @@ from ..errors import DsdError
 from ..guidance import check_guidance, guided_prediction, null_class
 from ..images import to_uint8, write_samples
 from ..interrupt import Interrupted, stop_requested
-from ..runs import RunDir
+from ..runs import STATE_FILE, RunDir
 from ..sampling import sample
 from ..schedule import ddim_timesteps
 from .dsd import WEIGHTS, PairResult, dsd_pair_loss
+from .methods import METHODS, NFE_PER_SAMPLE, stage_methods  # noqa: F401  (METHODS re-exported)
 from .pd import pd_loss
 from .pool import TrajectoryPool
 from .stepping import Stage, StepHistogram, build_stages
 
-STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
-METHODS = ("dsd", "tsd", "pd", "dsd+pd")
-NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}
 MAX_NAN_STREAK = 20
 
 
@@ -108,21 +106,6 @@ class DistillConfig:
             raise DsdError(f"pd-stages must be at least 0, got {self.pd_stages}")
         if not 0 <= self.ema_decay < 1:
             raise DsdError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
-
-
-def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
-    """Which update ("dsd" or "pd") each stage uses; TSD is the DSD update with another teacher."""
-    if method in ("dsd", "tsd"):
-        return ["dsd"] * n_stages
-    if method == "pd":
-        return ["pd"] * n_stages
-    n_pd = pd_stages or n_stages // 2
-    if n_stages < 2:
-        raise DsdError(f"dsd+pd needs a DSD stage and a PD stage, but the schedule has {n_stages} stage: "
-                       "use --schedule iterative with --from at least 4·--to")
-    if not 1 <= n_pd < n_stages:
-        raise DsdError(f"--pd-stages {n_pd} leaves no DSD stage among the schedule's {n_stages}")
-    return ["dsd"] * (n_stages - n_pd) + ["pd"] * n_pd
 
 
 def training_data_spec(requested: str, base: LoadedModel) -> str:

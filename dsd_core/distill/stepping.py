@@ -20,9 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DsdError
-from ..schedule import ddim_timesteps
+from ..timesteps import ddim_timesteps
 
 SCHEDULES = ("naive", "iterative", "gradual-linear", "gradual-exp")
+
+
+class StepsError(DsdError):
+    """Step counts that do not fit a schedule; `option` names the command-line option to fix."""
+
+    def __init__(self, message: str, option: str):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -48,25 +56,26 @@ def split_budget(total: int, weights: list[float]) -> list[int]:
 def build_stages(schedule: str, n_from: int, n_to: int, updates: int, num_timesteps: int = 1000) -> list[Stage]:
     """The stages of a distillation from `n_from` sampling steps' quality down to `n_to` sampling steps."""
     if schedule not in SCHEDULES:
-        raise DsdError(f"unknown step schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        raise StepsError(f"unknown step schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}", "schedule")
     if n_to < 1:
-        raise DsdError(f"--to must be at least 1 step, got {n_to}")
+        raise StepsError(f"--to must be at least 1 step, got {n_to}", "to")
     if updates < 1:
-        raise DsdError(f"--updates must be at least 1, got {updates}")
+        raise StepsError(f"--updates must be at least 1, got {updates}", "updates")
     if schedule != "naive" and n_from < 2 * n_to:
-        raise DsdError(f"--from {n_from} must be at least twice --to {n_to}")
+        raise StepsError(f"--from {n_from} must be at least twice --to {n_to}", "to")
     if 2 * max(n_from, n_to) > 2 * num_timesteps or n_from > num_timesteps:
-        raise DsdError(f"--from {n_from} exceeds the schedule's {num_timesteps} timesteps")
+        raise StepsError(f"--from {n_from} exceeds the schedule's {num_timesteps} timesteps", "from")
     if schedule == "naive":
         counts = [2 * n_to]
     elif schedule == "iterative":
         ratio = n_from // n_to
         if n_from % n_to or ratio & (ratio - 1):
-            raise DsdError(f"iterative halving needs --from = --to × 2^k; {n_from} is not a power-of-two multiple of {n_to}")
+            raise StepsError(f"iterative halving needs --from = --to × 2^k; {n_from} is not a power-of-two multiple of "
+                             f"{n_to}", "from")
         counts = [n_from // 2**i for i in range(ratio.bit_length() - 1)]
     else:
         if n_from % 2:
-            raise DsdError(f"gradual schedules step down by 2 and need an even --from, got {n_from}")
+            raise StepsError(f"gradual schedules step down by 2 and need an even --from, got {n_from}", "from")
         counts = list(range(n_from, 2 * n_to - 1, -2))
     if schedule == "gradual-exp":
         half_life = max(1.0, len(counts) / 4)
@@ -75,7 +84,7 @@ def build_stages(schedule: str, n_from: int, n_to: int, updates: int, num_timest
         weights = [1.0] * len(counts)
     shares = split_budget(updates, weights)
     if min(shares) < 1:
-        raise DsdError(f"{updates} updates cannot cover {len(counts)} stages; give at least {len(counts)}")
+        raise StepsError(f"{updates} updates cannot cover {len(counts)} stages; give at least {len(counts)}", "updates")
     return [Stage(n, u) for n, u in zip(counts, shares)]
 
 

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsd_core.runs import STATE_FILE
+
 from .process import RunProcess
 
 TAIL_BYTES = 16384
@@ -66,7 +68,7 @@ def describe(run_dir: Path) -> RecentRun | None:
         status = "running"
     return RecentRun(run_dir, d.get("method", "?"), d.get("schedule", "?"), f"{d.get('n_from')}→{d.get('n_to')}",
                      update, int(d.get("updates", 0)), status,
-                     (run_dir / "checkpoints" / "state.safetensors").is_file())
+                     (run_dir / "checkpoints" / STATE_FILE).is_file())
 
 
 def recent_runs(root: Path, limit: int = 20) -> list[RecentRun]:

@@ -99,8 +99,8 @@ def check(values: dict[str, str], methods: tuple[str, ...], schedules: tuple[str
     field("seed", lambda s: _int(s, "seed", 0))
     field("threads", lambda s: _int(s, "threads", 1))
     field("lr", _lr)
-    if "n_from" in parsed and "n_to" in parsed and "schedule" not in errors:
-        problem = _steps_problem(values["schedule"], parsed["n_from"], parsed["n_to"])
+    if "n_from" in parsed and "n_to" in parsed and "updates" in parsed and "schedule" not in errors:
+        problem = _steps_problem(values["schedule"], parsed["n_from"], parsed["n_to"], parsed["updates"])
         if problem:
             errors[problem[0]] = problem[1]
     if errors:
@@ -118,12 +118,15 @@ def _lr(text: str) -> float:
     return value
 
 
-def _steps_problem(schedule: str, n_from: int, n_to: int) -> tuple[str, str] | None:
-    """(field, message) when the step counts do not fit the schedule (dsd_core.distill.stepping's rules)."""
-    if n_from > 1000:
-        return "n_from", "from must be at most 1000 steps"
-    if schedule == "naive":
-        return None
+def _steps_problem(schedule: str, n_from: int, n_to: int, updates: int) -> tuple[str, str] | None:
+    """(field, message) when the step counts do not fit the schedule: the engine's own rules."""
+    from dsd_core.distill.stepping import StepsError, build_stages
+
+    try:
+        build_stages(schedule, n_from, n_to, updates)
+    except StepsError as exc:
+        return {"from": "n_from", "to": "n_to"}.get(exc.option, exc.option), str(exc)
+    return None
     if n_from < 2 * n_to:
         return "n_to", f"to must be at most half of from ({n_from // 2})"
     if schedule == "iterative":

@@ -13,6 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from dsd_core.runs import STATE_FILE
+
 from ..process import RunProcess, error_line, log_tail
 from ..runstate import RunState, format_duration
 from ..tail import EventTail
@@ -21,7 +23,6 @@ from ..widgets.loss_plot import LossPlot
 from ..widgets.tiles import TileGrid
 
 POLL_S = 0.25
-STATE_FILE = "state.safetensors"  # dsd_core.distill.runner.STATE_FILE (that module imports torch)
 EXIT_INTERRUPTED = 130
 
 

@@ -1,0 +1,31 @@
+"""The models shipped in `dsd_core/assets`, by name. No torch here: the terminal app lists them at start-up."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+# Shipped models: the undistilled default and its DSD-distilled versions, one per step count; the
+# class-conditional digits model (null class 10, for guidance) and its DSD-distilled 8-step version (w = 3).
+BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
+                                                           "digits-cond", "digits-cond-dsd8")}
+
+
+def builtin_path(name: str) -> Path:
+    return Path(str(resources.files("dsd_core.assets").joinpath(BUILTIN_MODELS[name])))
+
+
+def available_builtins() -> list[str]:
+    return [name for name in BUILTIN_MODELS if builtin_path(name).is_file()]
+
+
+def default_model(steps: int | None) -> str:
+    """What `dsd sample` uses without --model: the shipped model distilled for `steps`, else `digits`."""
+    name = f"digits-dsd{steps}"
+    return name if name in available_builtins() else "digits"
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A built-in model name (e.g. `digits`) or a checkpoint path."""
+    name = str(name_or_path)
+    return builtin_path(name) if name in BUILTIN_MODELS else Path(name)
