@@ -70,3 +70,22 @@ def test_two_gloo_processes_match_one_process_with_the_combined_batch(tmp_path):
     losses = [e["loss"] for e in events if e["event"] == "loss"]
     ref_losses = [e["loss"] for e in read_events(tmp_path / "one" / "events.jsonl") if e["event"] == "loss"]
     assert losses == pytest.approx(ref_losses, rel=1e-4)
+
+
+def test_dsd_distill_nproc_starts_torchrun_and_rank_zero_writes(tmp_path):
+    """The CLI path: `dsd distill --nproc 2` re-runs itself under torchrun (gloo on the CPU)."""
+    import subprocess
+    import sys
+
+    from dsd_core.checkpoint import save_model
+
+    ckpt = save_model(tmp_path / "tiny.safetensors", base().model, NoiseSchedule("linear"), "eps", ema=True)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dsd_tui.cli", "distill", "--model", str(ckpt), "--schedule", "naive", "--to", "2",
+           "--updates", "2", "--batch", "2", "--guidance", "2", "--nproc", "2", "--threads", "1",
+           "--run-dir", str(run_dir), "--sample-every", "100"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    loaded = load_model(run_dir / "model.safetensors")
+    assert loaded.meta["provenance"]["processes"] == 2 and loaded.guidance == 2.0
+    assert [e["event"] for e in read_events(run_dir / "events.jsonl")].count("config") == 1

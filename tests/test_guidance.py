@@ -202,3 +202,16 @@ def test_conditional_onnx_samples_a_class_without_torch(cond_ckpt, tmp_path):
     assert "torch modules: []" in done.stderr
     bad = dsd_without_torch("sample", "--model", out, "--class", 9, tmp_path / "bad.npz")
     assert bad.returncode == 2 and "class 9 is out of range" in bad.stderr
+
+
+def test_shipped_conditional_models_draw_the_asked_digit():
+    from dsd_core.features import DigitsFeatures
+    from dsd_core.images import to_uint8
+
+    feats, classes = DigitsFeatures(), class_ids("all", 40, 10)
+    for model, steps in (("digits-cond", 16), ("digits-cond-dsd8", 8)):
+        images = to_uint8(sample(load_model(model), steps, 40, seed=0, classes=classes, guidance=3.0))
+        acc = per_class_accuracy(feats.classify(images)[1], classes, 10)
+        assert acc["accuracy"] >= 0.9, (model, acc)
+    distilled = load_model("digits-cond-dsd8")
+    assert distilled.guidance == 3.0 and distilled.distilled_steps == 8 and distilled.model.config.num_classes == 10
