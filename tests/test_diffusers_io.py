@@ -104,14 +104,14 @@ def test_distil_write_back_export_and_sample_end_to_end(pipeline_dir, tmp_path):
     assert np.abs(torch_imgs.astype(int) - to_uint8(torch.from_numpy(theirs)).astype(int)).max() <= 1
 
 
-def test_hub_id_offline_is_one_line(monkeypatch):
+def test_hub_id_offline_is_one_line(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")
 
     monkeypatch.setattr(diffusers.UNet2DModel, "from_pretrained", offline)
     with pytest.raises(DsdError, match="could not load 'google/ddpm-cifar10-32' from the Hugging Face hub"):
         load_model("google/ddpm-cifar10-32")
-    result = run("sample", "--model", "google/ddpm-cifar10-32", "--steps", 2, "out.png")
+    result = run("sample", "--model", "google/ddpm-cifar10-32", "--steps", 2, tmp_path / "out.png")
     assert result.exit_code == 2 and result.stderr.startswith("error: could not load") and "Traceback" not in result.output
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -137,3 +140,23 @@ def test_recent_runs_say_how_far_each_got(tmp_path):
     (tmp_path / "b" / "checkpoints").mkdir()
     (tmp_path / "b" / "checkpoints" / "state.safetensors").write_bytes(b"")
     assert {r.path.name: r for r in recent_runs(tmp_path)}["b"].resumable
+
+
+def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkeypatch):
+    """Escalation from SIGINT to SIGTERM (a regression: poll → signal → poll recursed without end)."""
+    from dsd_tui.tui import process as process_module
+
+    monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.2)
+    code = "import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    proc = process_module.RunProcess.start([sys.executable, "-c", code], tmp_path)
+    deadline = time.monotonic() + 30
+    while b"ready" not in (tmp_path / process_module.LOG_FILE).read_bytes():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    proc.stop()
+    time.sleep(0.5)
+    assert proc.poll() is None  # SIGINT ignored; SIGTERM sent by this poll, past the grace
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "SIGTERM did not end the child"
+        time.sleep(0.05)
+    assert proc.poll() == -signal.SIGTERM

@@ -76,8 +76,8 @@ class RunProcess:
         elif not self._alive():
             self._exit_code = -1
         if self._exit_code is None and self._stop_sent and time.monotonic() - self._stop_sent > STOP_GRACE_S:
+            self._stop_sent = time.monotonic()  # first: _signal polls again, which must not escalate again
             self._signal(signal.SIGTERM)
-            self._stop_sent = time.monotonic()
         return self._exit_code
 
     @property
