@@ -1,6 +1,8 @@
 """The `dsd` command line: one Typer app, one module per command. Without torch installed only `sample` (of an
 exported .onnx model) is real; the other commands say they need torch (notorch.py)."""
 
+import signal
+
 import typer
 
 from . import common
@@ -41,4 +43,8 @@ else:
 
 
 def main() -> None:
+    # A shell starting `dsd … &` without job control makes SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; a run must still stop cleanly (checkpoint, "resume with …") when asked with SIGINT.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
