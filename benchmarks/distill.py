@@ -48,6 +48,9 @@ SCHEDULER_ROWS = [
     Row("dsd iterative 64→8", dict(schedule="iterative", n_from=64, n_to=8), (8,)),
     Row("dsd iterative 64→8 lockstep, self-teacher, lr 1e-5 (authors')",
         dict(schedule="iterative", n_from=64, n_to=8, lockstep=True, ema_teacher=False, lr=1e-5), (8,)),
+    Row("dsd naive →4", dict(schedule="naive", n_to=4), (4,)),
+    Row("dsd naive →2", dict(schedule="naive", n_to=2), (2,)),
+    Row("dsd gradual-linear 32→2", dict(schedule="gradual-linear", n_from=32, n_to=2)),
 ]
 METHOD_ROWS = [  # one budget and grid plan for all: iterative 32 → 16 → 8 → 4 → 2
     Row("dsd (EMA teacher)", dict(method="dsd", n_from=32, n_to=2)),
