@@ -65,6 +65,17 @@ def schedule_from_config(config: dict, where: str) -> tuple[NoiseSchedule, str]:
     return schedule, PREDICTION_FROM_DIFFUSERS[prediction]
 
 
+def _read_json(path: Path) -> dict:
+    """A JSON object from a model folder, or a one-line error naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DsdError(f"{path} is not readable JSON ({_first_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise DsdError(f"{path} must hold a JSON object")
+    return data
+
+
 def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
     """A diffusers UNet (folder or hub id) as a `LoadedModel`; `meta.provenance.source` says where from."""
     from .checkpoint import LoadedModel
@@ -80,7 +91,7 @@ def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
         except Exception as exc:  # noqa: BLE001 - diffusers raises OSError, ValueError, EnvironmentError …
             raise DsdError(f"{folder}: diffusers could not load the UNet: {_first_line(exc)}") from None
         sched_file = path / "scheduler" / "scheduler_config.json"
-        sched_config = json.loads(sched_file.read_text()) if folder != path and sched_file.is_file() else {}
+        sched_config = _read_json(sched_file) if folder != path and sched_file.is_file() else {}
     else:
         unet, sched_config = _from_hub(diffusers, str(spec))
     schedule, prediction = schedule_from_config(sched_config, str(spec))
@@ -89,7 +100,7 @@ def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
             "provenance": {"source": str(spec), "format": "diffusers"}}
     written = path / "dsd.json" if path.is_dir() else None  # a pipeline dsd wrote: its step count and history
     if written is not None and written.is_file():
-        info = json.loads(written.read_text())
+        info = _read_json(written)
         meta.update(distilled_steps=info.get("distilled_steps"), provenance={**info.get("provenance", {}),
                                                                              **meta["provenance"]})
     return LoadedModel(model.to(device).eval(), schedule, prediction, meta)

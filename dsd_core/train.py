@@ -25,6 +25,7 @@ from .distill.interleave import SelfDistillHelper
 from .ema import EMA
 from .errors import DsdError
 from .images import to_uint8, write_samples
+from .interrupt import Interrupted, stop_requested
 from .models import UNet, UNetConfig, count_parameters
 from .runs import STATE_FILE, RunDir
 from .sampling import sample
@@ -252,8 +253,12 @@ class Trainer:
                 sd_losses.clear()
             if self.step % self.cfg.sample_every == 0 or self.step == self.cfg.steps:
                 self.run.event("samples", step=self.step, path=str(self.preview()))
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+            stop = stop_requested() and self.step < self.cfg.steps  # Ctrl-C: checkpoint, then stop
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or stop:
                 self.run.event("checkpoint", step=self.step, path=str(self.save_state()))
+            if stop:
+                self.run.event("interrupted", step=self.step)
+                raise Interrupted(f"checkpoint at step {self.step} saved; resume with: dsd train --resume {self.run.root}")
         path = self.save_model()
         self.run.event("end", step=self.step, model=str(path))
         return path

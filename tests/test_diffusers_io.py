@@ -145,3 +145,16 @@ def test_bad_folders_and_save_format_errors(tmp_path, pipeline_dir):
         diffusers_io.save_diffusers(load_model(pipeline_dir), pipeline_dir, 8)
     result = run("distill", "--save-format", "diffusers", "--updates", 1)
     assert result.exit_code == 2 and "--out FOLDER" in result.stderr
+
+
+def test_a_corrupt_scheduler_config_is_one_line(tmp_path, pipeline_dir):
+    import shutil
+
+    broken = tmp_path / "pipe"
+    shutil.copytree(pipeline_dir, broken)
+    (broken / "scheduler" / "scheduler_config.json").write_text('{"beta_schedule": "linear",')
+    with pytest.raises(DsdError, match="scheduler_config.json is not readable JSON"):
+        load_model(broken)
+    result = run("sample", "--model", broken, "--steps", 2, tmp_path / "out.png")
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "scheduler_config.json" in result.stderr
+    assert not (tmp_path / "out.png").exists()

@@ -102,3 +102,24 @@ def test_self_distill_changes_the_weights_and_resumes_bit_identical(tmp_path):
     a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], plain[k]) for k in a)
+
+
+def test_ctrl_c_checkpoints_then_stops_and_the_resume_is_bit_identical(tmp_path, monkeypatch):
+    from dsd_core import interrupt
+
+    data = load_digits()[0][:64]
+    straight = Trainer(data, TINY, _cfg(), tmp_path / "a", CPU).run_loop()
+
+    def ctrl_c_at_step_5(step, loss):
+        if step == 5:  # between checkpoints (every 4): the stop itself must checkpoint
+            monkeypatch.setattr(interrupt, "_requested", True)
+
+    with pytest.raises(interrupt.Interrupted, match="checkpoint at step 5 saved; resume with: dsd train --resume"):
+        Trainer(data, TINY, _cfg(), tmp_path / "b", CPU).run_loop(ctrl_c_at_step_5)
+    monkeypatch.setattr(interrupt, "_requested", False)
+    events = read_events(tmp_path / "b" / "events.jsonl")
+    assert [e["step"] for e in events if e["event"] == "interrupted"] == [5]
+    resumed = Trainer(data, TINY, _cfg(), tmp_path / "b", CPU).run_loop(resume=True)
+    assert [e["step"] for e in read_events(tmp_path / "b" / "events.jsonl") if e["event"] == "resume"] == [5]
+    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

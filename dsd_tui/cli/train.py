@@ -10,6 +10,7 @@ from rich.progress import TextColumn
 
 from dsd_core.data import load_dataset, load_labels
 from dsd_core.errors import DsdError
+from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.models import UNetConfig, count_parameters
 from dsd_core.runs import RunDir, read_run_config
 from dsd_core.train import TrainConfig, Trainer
@@ -92,6 +93,7 @@ def train(
         start = time.time()
         with progress_bar(TextColumn("loss {task.fields[loss]:.4f}")) as bar:
             task = bar.add_task("train", total=cfg.steps, loss=float("nan"), completed=0)
-            path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=loss),
-                                    resume=resume is not None)
+            with stop_at_update_boundary():
+                path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=loss),
+                                        resume=resume is not None)
         console.print(f"wrote {path} ({time.time() - start:.0f} s)")
