@@ -60,7 +60,10 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
 
 
 def teardown(world: World) -> None:
+    """Leave the group together: a rank that destroys it while rank 0 still writes the model can make gloo
+    abort (`terminate called without an active exception`), so all ranks meet at a barrier first."""
     if world.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
