@@ -37,7 +37,7 @@ class SelfDistillHelper:
                                               self.schedule, self.prediction, clip_x0=True)
             self.started = True
         pool, k = self.pool, self.pool.k
-        t, t_mid, t_next = pool.timesteps(2 * k), pool.timesteps(2 * k + 1), pool.timesteps(2 * k + 2)
+        t, t_mid, t_next = pool.pair_timesteps()
         res = dsd_pair_loss(self.model, self.teacher, pool.x, t, t_mid, t_next, self.schedule, self.prediction)
         self.nfe += 2 * len(k)
         loss = float(res.loss.detach())
@@ -49,9 +49,7 @@ class SelfDistillHelper:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.opt.step()
             self.histogram.add(t.tolist())
-        finite = torch.isfinite(res.x_next.flatten(1)).all(1).cpu()
-        pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
-        pool.restart(~finite)
+        pool.continue_from(res.x_next, pool.non_finite(res.x_next))
         return loss
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:

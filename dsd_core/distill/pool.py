@@ -84,6 +84,21 @@ class TrajectoryPool:
         self.x = x
         return evals
 
+    def pair_timesteps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t_2k, t_2k+1, t_2k+2) of each trajectory's current pair: student step, teacher step, landing."""
+        k = self.k
+        return self.timesteps(2 * k), self.timesteps(2 * k + 1), self.timesteps(2 * k + 2)
+
+    @staticmethod
+    def non_finite(x_next: torch.Tensor) -> torch.Tensor:
+        """A CPU mask of the trajectories whose next sample holds a NaN or an Inf."""
+        return ~torch.isfinite(x_next.flatten(1)).all(1).cpu()
+
+    def continue_from(self, x_next: torch.Tensor, restart: torch.Tensor) -> None:
+        """Advance to `x_next` (non-finite values zeroed), then send the `restart` trajectories to fresh noise."""
+        self.advance(torch.where(torch.isfinite(x_next), x_next, torch.zeros_like(x_next)))
+        self.restart(restart)
+
     def advance(self, x_next: torch.Tensor) -> None:
         """Move every trajectory to its next pair; restart finished ones from fresh noise."""
         self.k_global += 1

@@ -312,14 +312,12 @@ class Distiller:
             return self.pd_step()
         pool = self.pool
         k = pool.k
-        t, t_mid, t_next = pool.timesteps(2 * k), pool.timesteps(2 * k + 1), pool.timesteps(2 * k + 2)
+        t, t_mid, t_next = pool.pair_timesteps()
         student, teacher, labels = self.guided(self.student), self.guided(self.teacher()), pool.labels
         res = dsd_pair_loss(lambda x, t: student(x, t, labels), lambda x, t: teacher(x, t, labels), pool.x, t, t_mid, t_next, self.schedule,
                             self.prediction, self.cfg.weight, self.cfg.clip_x0)
         event = self.apply(res, k, t, NFE_PER_SAMPLE["dsd"] * self.guided_cost)
-        bad = ddp.any_true(~torch.isfinite(res.x_next.flatten(1)).all(1).cpu(), self.world)
-        pool.advance(torch.where(torch.isfinite(res.x_next), res.x_next, torch.zeros_like(res.x_next)))
-        pool.restart(bad)
+        pool.continue_from(res.x_next, ddp.any_true(pool.non_finite(res.x_next), self.world))
         return event
 
     def pd_step(self) -> dict:
