@@ -1,96 +1,164 @@
-"""What one update of each method costs: wall time measured interleaved in one process, and peak memory
-measured in one fresh process per method. Into docs/benchmarks.md.
+"""What one update of each method costs: wall time measured interleaved in one process, and the tensor memory
+an update holds at its peak, counted exactly. Into docs/benchmarks.md.
 
     python benchmarks/distill_cost.py [--batch 64] [--rounds 30] [--threads 1] [--write]
 
-Interleaving (DSD, TSD, PD, DSD, TSD, PD, …) puts every method under the same machine load, so the ratios
-hold on a shared machine even when absolute times drift. Memory: each method runs `--memory-updates` updates
-in its own subprocess, which reports its peak RSS and the RSS before the first update (model, data, pool).
+Interleaving (every variant in turn, the order rotating each round) puts every method under the same machine
+load, so the ratios hold on a shared machine even when absolute times drift. The network's own costs (a
+forward pass without gradient, a forward + backward pass) are timed in the same rounds, which gives the
+ratio DSD/PD would have if nothing but network evaluations cost time: (F + FB) / (2F + FB).
+
+Memory is counted, not sampled: the tensors alive before an update (weights, EMA, frozen teacher, optimizer
+state, pool, data) plus the peak of the allocations and frees that torch's profiler records during one
+update (gradients included). The process's resident size, which we used before, moved by ~15 MB between
+identical runs: more than the differences measured here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
+from torch.profiler import ProfilerActivity, profile
 
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 
-METHODS = ("dsd", "tsd", "pd")
+# (label, method, extra DistillConfig fields)
+VARIANTS = (
+    ("dsd", "dsd", {}),
+    ("dsd, teacher in 2 slices", "dsd", {"teacher_chunks": 2}),
+    ("dsd, teacher in 4 slices", "dsd", {"teacher_chunks": 4}),
+    ("tsd", "tsd", {}),
+    ("pd", "pd", {}),
+)
 START, END = "<!-- cost:start -->", "<!-- cost:end -->"
+MB = 2**20
 
 
-def distiller(method: str, batch: int, tmp: str) -> Distiller:
+def distiller(method: str, batch: int, tmp: str, **extra) -> Distiller:
     base, name, sha = load_base("digits", torch.device("cpu"))
-    cfg = DistillConfig(method=method, schedule="naive", n_to=8, updates=10**6, batch=batch, data="digits")
-    d = Distiller(base, cfg, f"{tmp}/{method}", torch.device("cpu"), name, sha)
+    cfg = DistillConfig(method=method, schedule="naive", n_to=8, updates=10**6, batch=batch, data="digits", **extra)
+    d = Distiller(base, cfg, tempfile.mkdtemp(dir=tmp), torch.device("cpu"), name, sha)
     d.start_stage(0)
     return d
 
 
-def timed_update(d: Distiller) -> float:
+def timed(fn) -> float:
     start = time.perf_counter()
-    d.step()
+    fn()
     return time.perf_counter() - start
 
 
-def interleaved(batch: int, rounds: int, warmup: int = 5) -> dict[str, list[float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {m: distiller(m, batch, tmp) for m in METHODS}
-        times: dict[str, list[float]] = {m: [] for m in METHODS}
-        for i in range(warmup + rounds):
-            order = METHODS[i % 3:] + METHODS[: i % 3]  # rotate who goes first
-            for m in order:
-                dt = timed_update(runs[m])
-                if i >= warmup:
-                    times[m].append(dt)
-        nfe = {m: runs[m].nfe["updates"] / (warmup + rounds) for m in METHODS}
-    return {"times": times, "nfe": nfe}
+def network_probes(d: Distiller, batch: int) -> dict:
+    """The network alone (a copy), at the update's batch: forward without gradient, forward + backward."""
+    net, c = copy.deepcopy(d.model), d.model.config
+    x, t = torch.randn(batch, c.in_channels, c.image_size, c.image_size), torch.randint(0, 1000, (batch,))
+
+    def forward():
+        with torch.no_grad():
+            net(x, t)
+
+    def forward_backward():
+        net(x, t).pow(2).mean().backward()
+        net.zero_grad(set_to_none=True)
+
+    return {"forward (no grad)": forward, "forward + backward": forward_backward}
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+def interleaved(batch: int, rounds: int, tmp: str, warmup: int = 5) -> dict:
+    runs = {label: distiller(method, batch, tmp, **extra) for label, method, extra in VARIANTS}
+    jobs = {label: d.step for label, d in runs.items()} | network_probes(runs["pd"], batch)
+    times: dict[str, list[float]] = {label: [] for label in jobs}
+    labels = list(jobs)
+    for i in range(warmup + rounds):
+        for label in labels[i % len(labels):] + labels[: i % len(labels)]:  # rotate who goes first
+            dt = timed(jobs[label])
+            if i >= warmup:
+                times[label].append(dt)
+    nfe = {label: d.nfe["updates"] / (warmup + rounds) for label, d in runs.items()}
+    return {"median": {label: statistics.median(ts) for label, ts in times.items()}, "nfe": nfe}
 
 
-def memory(method: str, batch: int, updates: int) -> dict:
-    """Run in a subprocess (Linux): resident memory before the first update, and its peak during the updates.
+def _tensors(obj) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, torch.nn.Module):
+        return [*obj.parameters(), *obj.buffers()]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    return []
 
-    Writing 5 to /proc/self/clear_refs resets the peak (VmHWM) after setup, so loading and imports do not mask
-    what the updates themselves need.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        d = distiller(method, batch, tmp)
-        d.step()  # first update: optimizer state and lazily created buffers exist from here on
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _status_mb("VmRSS")
-        for _ in range(updates):
+
+def resident_bytes(d: Distiller) -> dict[str, int]:
+    """What an update keeps between updates, by kind (each storage counted once)."""
+    kinds = {
+        "weights": _tensors(d.model),
+        "EMA": _tensors(d.ema.shadow),
+        "frozen teacher": _tensors(d.frozen_base) + _tensors(d.round_teacher),
+        "optimizer": _tensors(d.opt.state),
+        "pool + data": _tensors(d.pool.x) + _tensors(d.data),
+    }
+    seen, out = set(), {}
+    for kind, tensors in kinds.items():
+        total = 0
+        for t in tensors:
+            key = t.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += t.untyped_storage().nbytes()
+        out[kind] = total
+    return out
+
+
+def update_peak_bytes(d: Distiller) -> int:
+    """Peak of the bytes allocated minus freed during one update (gradients are made inside it)."""
+    d.opt.zero_grad(set_to_none=True)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        d.step()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def memory(batch: int, tmp: str) -> dict[str, dict]:
+    out = {}
+    for label, method, extra in VARIANTS:
+        d = distiller(method, batch, tmp, **extra)
+        for _ in range(2):  # optimizer state exists from the first update on
             d.step()
-        return {"before_mb": before, "peak_mb": _status_mb("VmHWM")}
+        out[label] = {"resident": resident_bytes(d), "update": update_peak_bytes(d)}
+    return out
 
 
 def table(result: dict, mem: dict, batch: int) -> str:
-    med = {m: statistics.median(t) for m, t in result["times"].items()}
-    lines = ["| method | NFE/update | median ms/update | × DSD | updates/s | RSS before MB | peak RSS during updates MB | peak − before MB |",
+    med, nfe = result["median"], result["nfe"]
+    f, fb = med["forward (no grad)"], med["forward + backward"]
+    lines = ["| method | NFE/update | median ms/update | time × PD | resident MB (weights + EMA + frozen teacher + "
+             "optimizer) | update's peak MB | total peak MB | memory × PD |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in METHODS:
-        grow = mem[m]["peak_mb"] - mem[m]["before_mb"]
-        lines.append(f"| {m} | {result['nfe'][m]:.0f} | {1000 * med[m]:.1f} | {med[m] / med['dsd']:.2f} "
-                     f"| {1 / med[m]:.2f} | {mem[m]['before_mb']:.0f} | {mem[m]['peak_mb']:.0f} | {grow:.1f} |")
-    lines.append("")
-    lines.append(f"Wall time per update DSD/PD = **{med['dsd'] / med['pd']:.2f}**, TSD/PD = "
-                 f"{med['tsd'] / med['pd']:.2f} (batch {batch}); memory an update needs (peak − before) DSD "
-                 f"{mem['dsd']['peak_mb'] - mem['dsd']['before_mb']:.1f} MB vs PD "
-                 f"{mem['pd']['peak_mb'] - mem['pd']['before_mb']:.1f} MB.")
+    total = {label: sum(m["resident"].values()) + m["update"] for label, m in mem.items()}
+    for label, _, _ in VARIANTS:
+        r = mem[label]["resident"]
+        parts = " + ".join(f"{r[k] / MB:.1f}" for k in ("weights", "EMA", "frozen teacher", "optimizer"))
+        lines.append(f"| {label} | {nfe[label]:.0f} | {1000 * med[label]:.1f} | {med[label] / med['pd']:.2f} "
+                     f"| {parts} | {mem[label]['update'] / MB:.1f} | {total[label] / MB:.1f} "
+                     f"| {total[label] / total['pd']:.3f} |")
+    lines += ["", f"The network alone at batch {batch}: forward without gradient {1000 * f:.1f} ms, forward + "
+              f"backward {1000 * fb:.1f} ms, so counting network evaluations only, DSD/PD = (F + FB)/(2F + FB) = "
+              f"**{(f + fb) / (2 * f + fb):.2f}**; measured DSD/PD = **{med['dsd'] / med['pd']:.2f}**, TSD/PD = "
+              f"{med['tsd'] / med['pd']:.2f}. Peak tensor memory DSD/PD = **{total['dsd'] / total['pd']:.3f}**; "
+              f"with the teacher in 2 slices {total['dsd, teacher in 2 slices'] / total['pd']:.3f} at "
+              f"{med['dsd, teacher in 2 slices'] / med['pd']:.2f}× PD's time."]
     return "\n".join(lines)
 
 
@@ -98,26 +166,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--memory-updates", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--memory", choices=METHODS, help=argparse.SUPPRESS)  # the per-method subprocess
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.memory:
-        print(json.dumps(memory(args.memory, args.batch, args.memory_updates)))
-        return
-    result = interleaved(args.batch, args.rounds)
-    mem = {}
-    for m in METHODS:
-        out = subprocess.run([sys.executable, __file__, "--memory", m, "--batch", str(args.batch),
-                              "--memory-updates", str(args.memory_updates), "--threads", str(args.threads)],
-                             check=True, capture_output=True, text=True).stdout
-        mem[m] = json.loads(out.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = interleaved(args.batch, args.rounds, tmp)
+        mem = memory(args.batch, tmp)
     text = (f"Command: `python benchmarks/distill_cost.py --batch {args.batch} --rounds {args.rounds} --threads "
             f"{args.threads} --write` — {platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
-            f"the default model (digits, 8×8); median of {args.rounds} interleaved updates per method after 5 "
-            f"warm-up rounds; memory from one fresh process per method ({args.memory_updates} updates).\n\n"
+            f"the default model (digits, 8×8, 1.13 M parameters); median of {args.rounds} interleaved updates per "
+            "variant after 5 warm-up rounds; memory counted from tensors and torch's allocation records.\n\n"
             + table(result, mem, args.batch))
     print(text)
     if args.write:

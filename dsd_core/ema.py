@@ -17,12 +17,17 @@ class EMA:
         self.decay, self.warmup = decay, warmup
         self.num_updates = 0
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+        self._source: nn.Module | None = None  # the model whose parameters `_pairs` holds (views that follow it)
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates)) if self.warmup else self.decay
-        for s, p in zip(self.shadow.parameters(), model.parameters()):
-            s.lerp_(p.detach(), 1 - d)
+        if model is not self._source:  # walking the module tree costs ~1 ms per update: do it once per model
+            self._source = model
+            self._pairs = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
+        # One foreach kernel over all tensors rather than a Python loop (the default model has ~170).
+        torch._foreach_lerp_(*self._pairs, 1 - d)
         for s, b in zip(self.shadow.buffers(), model.buffers()):
             s.copy_(b)

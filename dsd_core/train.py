@@ -27,6 +27,7 @@ from .errors import DsdError
 from .images import to_uint8, write_samples
 from .interrupt import Interrupted, stop_requested
 from .models import UNet, UNetConfig, count_parameters
+from .optim import adamw
 from .runs import STATE_FILE, RunDir
 from .sampling import sample
 from .schedule import NoiseSchedule
@@ -131,7 +132,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = UNet(model_config).to(device)
         self.ema = EMA(self.model, cfg.ema_decay)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.opt = adamw(self.model.parameters(), lr=cfg.lr)
         check_amp(cfg.amp, device)
         self.net = autocast_net(maybe_compile(self.model, cfg.compile), device, cfg.amp)
         self.scaler = Scaler(device, cfg.amp)

@@ -6,7 +6,7 @@ import torch
 
 from dsd_core.checkpoint import load_model
 from dsd_core.ddim import ddim_step, target_for
-from dsd_core.distill.dsd import dsd_pair_loss, loss_weight
+from dsd_core.distill.dsd import dsd_pair_loss, in_chunks, loss_weight
 from dsd_core.distill.pool import TrajectoryPool
 from dsd_core.distill.runner import DistillConfig, Distiller
 from dsd_core.distill.stepping import StepHistogram, build_stages, split_budget
@@ -218,3 +218,31 @@ def test_ema_teacher_differs_from_self_teacher(tiny_ckpt, tmp_path):
     a = load_model(_distiller(tiny_ckpt, tmp_path / "a", updates=4, ema_teacher=False, ema_decay=0.9).run_loop()).model.state_dict()
     b = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, ema_teacher=True, ema_decay=0.9).run_loop()).model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_teacher_in_chunks_gives_the_unsliced_result_and_sees_each_slice(tiny_model):
+    torch.manual_seed(0)
+    x, t, labels = torch.randn(10, 1, 8, 8), torch.randint(0, 1000, (10,)), torch.arange(10)
+    seen = []
+
+    def net(x, t, labels=None):
+        seen.append((len(x), None if labels is None else labels.tolist()))
+        return tiny_model(x, t)
+
+    with torch.no_grad():
+        whole = tiny_model(x, t)
+        torch.testing.assert_close(in_chunks(net, 3)(x, t, labels), whole, rtol=0, atol=1e-6)
+        assert seen == [(4, [0, 1, 2, 3]), (4, [4, 5, 6, 7]), (2, [8, 9])]
+        seen.clear()
+        in_chunks(net, 3)(x, t)
+        assert [n for n, _ in seen] == [4, 4, 2]
+    assert in_chunks(net, 1) is net
+
+
+def test_a_run_with_a_chunked_teacher_matches_the_plain_run(tiny_ckpt, tmp_path):
+    plain = load_model(_distiller(tiny_ckpt, tmp_path / "a", updates=4).run_loop()).model.state_dict()
+    sliced = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, teacher_chunks=3).run_loop()).model.state_dict()
+    for k in plain:
+        torch.testing.assert_close(sliced[k], plain[k], rtol=1e-4, atol=1e-6)
+    with pytest.raises(DsdError, match="teacher-chunks must be at least 1"):
+        DistillConfig(teacher_chunks=0)

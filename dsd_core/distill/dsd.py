@@ -38,6 +38,24 @@ def loss_weight(kind: str, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Te
     raise DsdError(f"unknown loss weight {kind!r}; choose one of {', '.join(WEIGHTS)}")
 
 
+def in_chunks(net: Callable, chunks: int) -> Callable:
+    """`net(x, t, labels)` evaluated on `chunks` slices of the batch in turn, concatenated.
+
+    DSD's teacher must run while the student's autograd graph is alive (its input is the student's step), so
+    the teacher's own activations add to the student's at the update's peak; PD's teacher runs before the
+    student and adds a frozen weight copy instead. Slicing the teacher's batch divides that addition, at the
+    cost of smaller, less efficient network calls.
+    """
+    if chunks <= 1:
+        return net
+
+    def run(x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        parts = zip(x.chunk(chunks), t.chunk(chunks), [None] * chunks if labels is None else labels.chunk(chunks))
+        return torch.cat([net(xi, ti, li) for xi, ti, li in parts])
+
+    return run
+
+
 @dataclass
 class PairResult:
     loss: torch.Tensor  # scalar, with gradient

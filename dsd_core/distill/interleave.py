@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..checkpoint import optimizer_state, prefixed, restore_optimizer, unprefixed
+from ..optim import adamw
 from ..schedule import NoiseSchedule
 from .dsd import dsd_pair_loss
 from .pool import TrajectoryPool
@@ -23,7 +24,7 @@ class SelfDistillHelper:
                  steps: int, batch: int, gen: torch.Generator, device: torch.device, grad_clip: float = 1.0):
         self.model, self.teacher, self.schedule, self.prediction = model, teacher, schedule, prediction
         self.grid_steps, self.grad_clip = 2 * steps, grad_clip
-        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0)
+        self.opt = adamw(model.parameters(), lr=1e-5)
         c = model.config
         self.pool = TrajectoryPool(batch, (c.in_channels, c.image_size, c.image_size), gen, device, lockstep=False)
         self.histogram = StepHistogram(self.grid_steps, schedule.num_timesteps)

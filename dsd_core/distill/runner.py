@@ -52,10 +52,11 @@ from ..errors import DsdError
 from ..guidance import check_guidance, guided_prediction, null_class
 from ..images import to_uint8, write_samples
 from ..interrupt import Interrupted, stop_requested
+from ..optim import adamw
 from ..runs import STATE_FILE, RunDir
 from ..sampling import sample
 from ..schedule import ddim_timesteps
-from .dsd import WEIGHTS, PairResult, dsd_pair_loss
+from .dsd import WEIGHTS, PairResult, dsd_pair_loss, in_chunks
 from .methods import METHODS, NFE_PER_SAMPLE, stage_methods  # noqa: F401  (METHODS re-exported)
 from .pd import pd_loss
 from .pool import TrajectoryPool
@@ -81,6 +82,7 @@ class DistillConfig:
     ema_decay: float = 0.999
     ema_teacher: bool = True
     lockstep: bool = False
+    teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
     grad_clip: float = 1.0
     clip_x0: bool = True
     seed: int = 0
@@ -97,7 +99,7 @@ class DistillConfig:
             raise DsdError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.weight not in WEIGHTS:
             raise DsdError(f"unknown loss weight {self.weight!r}; choose one of {', '.join(WEIGHTS)}")
-        for name in ("batch", "sample_every", "checkpoint_every", "histogram_every"):
+        for name in ("batch", "sample_every", "checkpoint_every", "histogram_every", "teacher_chunks"):
             if getattr(self, name) < 1:
                 raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not (self.lr > 0 and self.pd_lr > 0):
@@ -162,7 +164,8 @@ class Distiller:
 
             self.student = DistributedDataParallel(self.student, device_ids=[device] if device.type == "cuda" else None)
         self.scaler = Scaler(device, cfg.amp)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.opt = adamw(self.model.parameters(), lr=cfg.lr)
+        self.params = list(self.model.parameters())  # walked once: the module tree costs ~1 ms per walk
         self.gen = torch.Generator().manual_seed(cfg.seed)
         c = self.model.config
         self.pool = TrajectoryPool(cfg.batch, (c.in_channels, c.image_size, c.image_size), self.gen, device,
@@ -299,7 +302,7 @@ class Distiller:
         if self.methods[si] == "pd":
             self.model.load_state_dict(self.ema.shadow.state_dict())
             self.round_teacher = copy.deepcopy(self.ema.shadow).eval().requires_grad_(False)
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.pd_lr, weight_decay=0.0)
+            self.opt = adamw(self.model.parameters(), lr=self.cfg.pd_lr)
         else:
             evals = self.pool.start_stage(self.stages[si].steps, self.schedule.num_timesteps,
                                           self.guided(self.teacher()), self.schedule, self.prediction,
@@ -313,7 +316,8 @@ class Distiller:
         pool = self.pool
         k = pool.k
         t, t_mid, t_next = pool.pair_timesteps()
-        student, teacher, labels = self.guided(self.student), self.guided(self.teacher()), pool.labels
+        student, labels = self.guided(self.student), pool.labels
+        teacher = in_chunks(self.guided(self.teacher()), self.cfg.teacher_chunks)
         res = dsd_pair_loss(lambda x, t: student(x, t, labels), lambda x, t: teacher(x, t, labels), pool.x, t, t_mid, t_next, self.schedule,
                             self.prediction, self.cfg.weight, self.cfg.clip_x0)
         event = self.apply(res, k, t, NFE_PER_SAMPLE["dsd"] * self.guided_cost)
@@ -340,7 +344,7 @@ class Distiller:
                  "method": self.methods[self.pool_stage], "nfe": self.nfe["updates"] + self.nfe["warmup"]}
         if finite:
             self.opt.zero_grad(set_to_none=True)
-            grad_norm = self.scaler.step(res.loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
+            grad_norm = self.scaler.step(res.loss, self.params, self.opt, self.cfg.grad_clip)
             self.ema.update(self.model)
             self.histogram.add(ddp.gather_cat(t, self.world).tolist())
             self.nan_streak = 0

@@ -43,6 +43,9 @@ def distill(
     ema_teacher: bool = typer.Option(D.ema_teacher, "--ema-teacher/--self-teacher",
                                      help="Teacher steps use the EMA weights, or the live weights (the authors')."),
     lockstep: bool = typer.Option(False, "--lockstep", help="All trajectories at the same pair (the authors')."),
+    teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
+                                       help="Run DSD's teacher on this many slices of the batch: less peak memory, "
+                                            "more time (see docs/benchmarks.md)."),
     seed: int = typer.Option(D.seed, "--seed"),
     run_dir: Path = typer.Option(None, "--run-dir", help="Run folder (default: runs/METHOD-SCHEDULE-FROMtoTO-TIME)."),
     resume: Path = typer.Option(None, "--resume", help="Continue the run in this folder where it stopped."),
@@ -84,7 +87,7 @@ def distill(
         else:
             cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
                                 batch=batch, lr=lr, pd_lr=pd_lr, pd_stages=pd_stages, data=data, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
-                                lockstep=lockstep, seed=seed, sample_every=sample_every,
+                                lockstep=lockstep, teacher_chunks=teacher_chunks, seed=seed, sample_every=sample_every,
                                 checkpoint_every=checkpoint_every, guidance=guidance, amp=amp,
                                 compile=compile_net)
             if run_dir is None and world.active:
