@@ -1,6 +1,7 @@
 """Distillations of the default model: quality at 8/4/2 steps against their cost, into docs/benchmarks.md.
 
-    python benchmarks/distill.py --table schedulers|methods [--updates 3000] [--num 1000] [--only NAME ...] [--write]
+    python benchmarks/distill.py --table schedulers|methods [--base digits|CKPT] [--updates 3000] [--num 1000]
+                                 [--only NAME ...] [--write]
 
 Two tables: `schedulers` compares DSD's step schedulers, `methods` compares DSD with the baselines (TSD, PD,
 DSD→PD, the authors' lockstep recipe) at one budget. Each row is one line: a distillation (a `DistillConfig`)
@@ -8,6 +9,7 @@ and the step counts to score it at. A run to 2 steps with the iterative schedule
 steps on the way, so one run scores all three. Every run and every evaluation shares the seeds; the
 undistilled model is scored beside them. Rows can run in separate processes (`--only NAME --json FILE`, one
 core each) and be joined with `--from-json FILE ...`; each row then records its own process's peak RSS.
+`--base` distils another model of the digits (e.g. a v-prediction one); its table goes to its own section.
 """
 
 from __future__ import annotations
@@ -72,15 +74,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(rows: list[Row], updates: int, num: int, only: list[str] | None) -> list[dict]:
+def run(rows: list[Row], updates: int, num: int, only: list[str] | None, base_model: str = "digits") -> list[dict]:
     ref, feats = digits_reference(), DigitsFeatures()
     out = [] if only and "undistilled" not in only else [{"name": "undistilled", "steps": s, "updates": 0, "nfe_per_update": 0, "wall": 0.0,
-                            **score("digits", s, num, ref, feats)} for s in (8, 4, 2)]
+                            **score(base_model, s, num, ref, feats)} for s in (8, 4, 2)]
     for row in rows:
         if only and row.name not in only and str(rows.index(row)) not in only:
             continue
         cfg = DistillConfig(**{"updates": updates, "sample_every": 10**9, "checkpoint_every": 10**9, **row.config})
-        base, name, sha = load_base("digits", torch.device("cpu"))
+        base, name, sha = load_base(base_model, torch.device("cpu"))
         with tempfile.TemporaryDirectory() as tmp:
             d = Distiller(base, cfg, tmp, torch.device("cpu"), name, sha)
             d.run_loop()
@@ -114,6 +116,7 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", choices=sorted(TABLES), default="schedulers")
+    parser.add_argument("--base", default="digits", help="model to distil (a model of the digits)")
     parser.add_argument("--updates", type=int, default=3000)
     parser.add_argument("--num", type=int, default=1000)
     parser.add_argument("--only", nargs="*", help="rows to run: names or 0-based indices, and/or 'undistilled'")
@@ -125,16 +128,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows, start, end = TABLES[args.table]
+    if args.base != "digits":  # another base model: its own section, named after the file
+        label = f"{args.table}-{Path(args.base).stem}"
+        start, end = f"<!-- {label}:start -->", f"<!-- {label}:end -->"
     if args.from_json:
         saved = [json.loads(p.read_text()) for p in args.from_json]
         results = [r for s in saved for r in s["results"]]
         results.sort(key=lambda r: r["name"] != "undistilled")  # the floor is read from the first row
         peak_mb = max(s["peak_rss_mb"] for s in saved)
     else:
-        results = run(rows, args.updates, args.num, args.only)
+        results = run(rows, args.updates, args.num, args.only, args.base)
         peak_mb = peak_rss_mb()
     threads = f" --threads {args.threads}" if args.threads else ""
-    text = (f"Command: `python benchmarks/distill.py --table {args.table} --updates {args.updates} --num {args.num}"
+    base = f" --base {args.base}" if args.base != "digits" else ""
+    text = (f"Command: `python benchmarks/distill.py --table {args.table}{base} --updates {args.updates} --num {args.num}"
             f"{threads} --write` — {platform.machine()}, torch {torch.__version__}; "
             f"batch 64, lr 3e-5, EMA teacher (unless the row says otherwise), authors' weight, EMA 0.999, x0 "
             f"clipped; peak RSS {peak_mb:.0f} MB. "
