@@ -5,10 +5,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-# Shipped models: the undistilled default and its DSD-distilled versions, one per step count; the
-# class-conditional digits model (null class 10, for guidance) and its DSD-distilled 8-step version (w = 3).
-BUILTIN_MODELS = {name: f"{name}.safetensors" for name in ("digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
-                                                           "digits-cond", "digits-cond-dsd8")}
+# Shipped models: the undistilled default (ε-prediction) and its DSD-distilled versions, one per step count; the
+# same network trained for v-prediction and its DSD-distilled versions (better at every step count: what
+# `dsd sample --steps N` picks); the class-conditional digits model (null class 10, for guidance) and its
+# DSD-distilled 8-step version (w = 3).
+BUILTIN_MODELS = {name: f"{name}.safetensors" for name in (
+    "digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
+    "digits-v", "digits-v-dsd8", "digits-v-dsd4", "digits-v-dsd2",
+    "digits-cond", "digits-cond-dsd8")}
 
 
 def builtin_path(name: str) -> Path:
@@ -20,9 +24,9 @@ def available_builtins() -> list[str]:
 
 
 def default_model(steps: int | None) -> str:
-    """What `dsd sample` uses without --model: the shipped model distilled for `steps`, else `digits`."""
-    name = f"digits-dsd{steps}"
-    return name if name in available_builtins() else "digits"
+    """What `dsd sample` uses without --model: the best shipped model distilled for `steps`, else `digits`."""
+    shipped = available_builtins()
+    return next((name for name in (f"digits-v-dsd{steps}", f"digits-dsd{steps}") if name in shipped), "digits")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

@@ -100,13 +100,14 @@ def test_cuda_request_without_gpu(tmp_path):
 def test_sample_picks_the_shipped_distilled_model_by_step_count(tmp_path):
     from dsd_core.checkpoint import available_builtins
 
-    for steps in (8, 4, 2):
-        name = f"digits-dsd{steps}"
-        assert name in available_builtins()
+    for steps in (8, 4, 2):  # the v-prediction family is the better one at every step count
+        name = f"digits-v-dsd{steps}"
+        assert {name, f"digits-dsd{steps}"} <= set(available_builtins())
         result = run("sample", "--steps", steps, "--num", 2, tmp_path / f"s{steps}.npz")
         assert result.exit_code == 0 and f"model {name}," in result.stdout.replace("\n", " ")
         facts = json.loads(run("info", name, "--json").stdout)
-        assert facts["distilled_steps"] == steps and facts["provenance"]["method"] == "dsd"
+        assert facts["distilled_steps"] == steps and facts["prediction"] == "v"
+        assert facts["provenance"]["method"] == "dsd" and facts["provenance"]["base_model"] == "digits-v"
     result = run("sample", "--steps", 3, "--num", 2, tmp_path / "s3.npz")
     assert result.exit_code == 0 and "model digits," in result.stdout.replace("\n", " ")
 
