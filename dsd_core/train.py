@@ -148,6 +148,7 @@ class Trainer:
         return {
             "command": "train",
             "version": __version__,
+            "threads": torch.get_num_threads(),  # a resume needs the same count to end bit-identical
             "data": self.data_name,
             "data_spec": self.data_spec,
             "num_images": int(self.data.shape[0]),

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -120,7 +121,14 @@ def test_distill_then_resume_through_the_cli(tiny_ckpt, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(run("info", tmp_path / "d.safetensors", "--json").stdout)["distilled_steps"] == 2
     assert_one_line_error(run(*args), "already holds a run")
-    assert_one_line_error(run("distill", "--resume", run_dir), "already finished")
+    started_with = json.loads((run_dir / "config.json").read_text())["threads"]
+    assert started_with == torch.get_num_threads()
+    try:  # a resume without --threads takes the run's own count (bit-identical resumes need it)
+        torch.set_num_threads(started_with + 1)
+        assert_one_line_error(run("distill", "--resume", run_dir), "already finished")
+        assert torch.get_num_threads() == started_with
+    finally:
+        torch.set_num_threads(started_with)
     assert_one_line_error(run("distill", "--resume", tmp_path), "not a run folder")
 
 

@@ -184,6 +184,7 @@ class Distiller:
         return {
             "command": "distill",
             "version": __version__,
+            "threads": torch.get_num_threads(),  # a resume needs the same count to end bit-identical
             "base_model": self.base_name,
             "base_sha256": self.base_sha256,
             "distill": asdict(self.cfg),

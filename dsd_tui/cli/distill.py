@@ -18,7 +18,8 @@ from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.runs import RunDir, read_run_config
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, refuse_overwrite, setup_device, user_errors
+from .common import (DeviceOption, ThreadsOption, console, progress_bar, refuse_overwrite, run_threads, setup_device,
+                     user_errors)
 
 D = DistillConfig()
 
@@ -77,7 +78,7 @@ def distill(
             raise DsdError(f"--nproc must be at least 1, got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
-        dev = setup_device(device, threads)
+        dev = setup_device(device, run_threads(threads, resume, "distill"))
         world, dev = ddp.setup(dev)
         if resume is not None:
             saved = read_run_config(resume, "distill")

@@ -15,7 +15,7 @@ from dsd_core.models import UNetConfig, count_parameters
 from dsd_core.runs import RunDir, read_run_config
 from dsd_core.train import TrainConfig, Trainer
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+from .common import DeviceOption, ThreadsOption, console, progress_bar, run_threads, setup_device, user_errors
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -60,7 +60,7 @@ def train(
 ) -> None:
     """Train a denoiser from scratch; the EMA weights end up in OUT/model.safetensors."""
     with user_errors():
-        dev = setup_device(device, threads)
+        dev = setup_device(device, run_threads(threads, resume, "train"))
         if resume is not None:
             saved = read_run_config(resume, "train")
             data, out = saved["data_spec"], resume
