@@ -21,6 +21,13 @@ from ..ddim import ddim_step
 from ..schedule import NoiseSchedule, ddim_timesteps
 
 
+def grid_pairs(grid: list[int], k: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(t_2k, t_2k+1, t_2k+2) of pairs k on a DDIM grid; index N (past the end) is clean data, t = −1."""
+    padded = torch.tensor(grid + [-1], dtype=torch.long)
+    k = k.cpu()
+    return tuple(padded[2 * k + i].to(device) for i in range(3))
+
+
 class TrajectoryPool:
     def __init__(self, size: int, shape: tuple[int, ...], gen: torch.Generator, device: torch.device, lockstep: bool,
                  num_classes: int | None = None, rank: int = 0, world: int = 1):
@@ -58,11 +65,6 @@ class TrajectoryPool:
     def pairs(self) -> int:
         return len(self.grid) // 2
 
-    def timesteps(self, index: torch.Tensor) -> torch.Tensor:
-        """Timesteps at grid indices; index N (past the end) is clean data, t = −1."""
-        padded = torch.tensor(self.grid + [-1], dtype=torch.long)
-        return padded[index.cpu()].to(self.device)
-
     @torch.no_grad()
     def start_stage(self, steps: int, num_timesteps: int, denoise: Callable, schedule: NoiseSchedule,
                     prediction: str, clip_x0: bool) -> int:
@@ -86,8 +88,7 @@ class TrajectoryPool:
 
     def pair_timesteps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(t_2k, t_2k+1, t_2k+2) of each trajectory's current pair: student step, teacher step, landing."""
-        k = self.k
-        return self.timesteps(2 * k), self.timesteps(2 * k + 1), self.timesteps(2 * k + 2)
+        return grid_pairs(self.grid, self.k, self.device)
 
     @staticmethod
     def non_finite(x_next: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ from ..schedule import ddim_timesteps
 from .dsd import WEIGHTS, PairResult, dsd_pair_loss, in_chunks
 from .methods import METHODS, NFE_PER_SAMPLE, stage_methods  # noqa: F401  (METHODS re-exported)
 from .pd import pd_loss
-from .pool import TrajectoryPool
+from .pool import TrajectoryPool, grid_pairs
 from .stepping import Stage, StepHistogram, build_stages
 
 MODEL_FILE = "model.safetensors"
@@ -328,11 +328,10 @@ class Distiller:
     def pd_step(self) -> dict:
         """One PD update: training images noised to random student timesteps of the round's grid."""
         steps, b = self.stages[self.pool_stage].steps, self.cfg.batch
-        grid = torch.tensor(ddim_timesteps(steps, self.schedule.num_timesteps) + [-1], dtype=torch.long)
         k = torch.randint(0, steps // 2, (b,), generator=self.gen)
         idx = torch.randint(0, self.data.shape[0], (b,), generator=self.gen)
         eps = torch.randn((b, *self.data.shape[1:]), generator=self.gen)
-        t, t_mid, t_next = (grid[2 * k + i].to(self.device) for i in range(3))
+        t, t_mid, t_next = grid_pairs(ddim_timesteps(steps, self.schedule.num_timesteps), k, self.device)
         res = pd_loss(self.model, self.round_teacher, self.data[idx].to(self.device), eps.to(self.device), t,
                       t_mid, t_next, self.schedule, self.prediction, self.cfg.clip_x0)
         return self.apply(res, k, t, NFE_PER_SAMPLE["pd"])
