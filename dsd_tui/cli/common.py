@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dsd_core.errors import DsdError
-from dsd_core.runs import read_run_config
 
 if TYPE_CHECKING:
     import torch
@@ -74,12 +73,12 @@ def refuse_overwrite(out: Path, force: bool) -> None:
 ForceOption = typer.Option(False, "--force", help="Replace OUT if it exists.")
 
 
-def run_threads(threads: int | None, resume: Path | None, command: str) -> int | None:
-    """--threads as given; on --resume without it, the count the run started with (runs record it), since
-    on the CPU a resume ends bit-identical only with the same number of threads."""
-    if threads is not None or resume is None:
+def run_threads(threads: int | None, saved: dict | None) -> int | None:
+    """--threads as given; when resuming (`saved`: the run's config) without it, the count the run started
+    with, since on the CPU a resume ends bit-identical only with the same number of threads."""
+    if threads is not None or saved is None:
         return threads
-    return read_run_config(resume, command).get("threads")
+    return saved.get("threads")
 
 
 def setup_device(device: str | None, threads: int | None) -> torch.device:

@@ -78,10 +78,10 @@ def distill(
             raise DsdError(f"--nproc must be at least 1, got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
-        dev = setup_device(device, run_threads(threads, resume, "distill"))
+        saved = read_run_config(resume, "distill") if resume is not None else None
+        dev = setup_device(device, run_threads(threads, saved))
         world, dev = ddp.setup(dev)
-        if resume is not None:
-            saved = read_run_config(resume, "distill")
+        if saved is not None:
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
             if world.main:
                 RunDir(resume).repair()  # what a kill left: a torn event line, temp files

@@ -60,9 +60,9 @@ def train(
 ) -> None:
     """Train a denoiser from scratch; the EMA weights end up in OUT/model.safetensors."""
     with user_errors():
-        dev = setup_device(device, run_threads(threads, resume, "train"))
-        if resume is not None:
-            saved = read_run_config(resume, "train")
+        saved = read_run_config(resume, "train") if resume is not None else None
+        dev = setup_device(device, run_threads(threads, saved))
+        if saved is not None:
             data, out = saved["data_spec"], resume
             RunDir(resume).repair()  # what a kill left: a torn event line, temp files
             cfg = TrainConfig(**saved["train"])
