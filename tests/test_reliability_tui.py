@@ -12,7 +12,7 @@ from dsd_tui.tui.recent import describe
 from dsd_tui.tui.screens.dialogs import HelpScreen, QuitScreen
 from dsd_tui.tui.screens.run import RunScreen
 
-from .test_tui import SLEEPER, fake_run, message
+from .test_tui import SLEEPER, attached_sleeper, fake_run, message
 from .tui_helpers import CATALOG, wait_for
 
 
@@ -42,23 +42,11 @@ async def test_a_hanging_run_then_a_kill_from_outside(tmp_path):
 
 
 async def test_an_attached_run_killed_from_outside(tmp_path):
-    started = fake_run(tmp_path / "r", SLEEPER)  # as if by another dsd-tui: not this app's child
-    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
-            app.open_run(tmp_path / "r")
-            await pilot.pause()
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
-            started.popen.send_signal(signal.SIGKILL)
-            started.popen.wait(10)
-            await wait_for(pilot, lambda: screen.problem is not None, what="the kill")
-            assert "killed from outside" in message(screen) and "exited with code -1" not in message(screen)
-    finally:
-        if started.popen.poll() is None:
-            started.popen.kill()
+    async with attached_sleeper(tmp_path) as (pilot, screen, started):
+        started.popen.send_signal(signal.SIGKILL)
         started.popen.wait(10)
+        await wait_for(pilot, lambda: screen.problem is not None, what="the kill")
+        assert "killed from outside" in message(screen) and "exited with code -1" not in message(screen)
 
 
 async def test_a_run_left_running_on_quit_is_listed_as_running(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -192,8 +193,11 @@ async def test_sampler_keys_change_seed_steps_and_save(tmp_path, monkeypatch):
         assert saved.is_file() and Image.open(saved).size[0] > 8 * 8 * 2
 
 
-async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):
-    started = fake_run(tmp_path / "r", SLEEPER)  # as if by another dsd-tui that was left
+@contextlib.asynccontextmanager
+async def attached_sleeper(tmp_path: Path):
+    """A sleeping fake run started as if by another dsd-tui (not this app's child), opened in a fresh app once
+    its first event is in: yields (pilot, its run screen, the run's process); the run dies afterwards."""
+    started = fake_run(tmp_path / "r", SLEEPER)
     app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -201,12 +205,17 @@ async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):
             app.open_run(tmp_path / "r")
             await pilot.pause()
             screen = app.screen
-            assert screen.process is not None and screen.process.popen is None  # found, not started
             await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
-            await pilot.press("s")
-            await wait_for(pilot, lambda: screen.problem is not None, what="the stop")
-            assert "stopped at update 1" in message(screen) and "failed" not in message(screen)
+            yield pilot, screen, started
     finally:
         if started.popen.poll() is None:
             started.popen.kill()
         started.popen.wait(10)
+
+
+async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):
+    async with attached_sleeper(tmp_path) as (pilot, screen, _):
+        assert screen.process is not None and screen.process.popen is None  # found, not started
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.problem is not None, what="the stop")
+        assert "stopped at update 1" in message(screen) and "failed" not in message(screen)
