@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random model checkpoint and seeded torch."""
+"""Shared fixtures: a tiny random model checkpoint, seeded torch, and a DSD loss that is always NaN."""
 
 from __future__ import annotations
 
@@ -36,3 +36,18 @@ def tiny_model() -> UNet:
 def tiny_ckpt(tmp_path, tiny_model):
     return save_model(tmp_path / "tiny.safetensors", tiny_model, NoiseSchedule("linear"), "eps", ema=True,
                       provenance={"made_by": "test"})
+
+
+@pytest.fixture
+def nan_dsd_loss(monkeypatch):
+    """Every DSD update's loss becomes NaN (the runner's dsd_pair_loss, wrapped)."""
+    import dsd_core.distill.runner as runner
+
+    real = runner.dsd_pair_loss
+
+    def nan_loss(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.loss = res.loss * float("nan")
+        return res
+
+    monkeypatch.setattr(runner, "dsd_pair_loss", nan_loss)
