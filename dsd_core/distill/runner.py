@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .. import defaults
 from .. import distributed as ddp
 from ..accel import Scaler, autocast_net, check_amp, maybe_compile
 from ..checkpoint import (
@@ -68,13 +69,13 @@ MAX_NAN_STREAK = 20
 
 @dataclass
 class DistillConfig:
-    method: str = "dsd"
-    schedule: str = "iterative"
-    n_from: int = 64
-    n_to: int = 8
-    updates: int = 4000
-    batch: int = 64
-    lr: float = 3e-5
+    method: str = defaults.DISTILL_METHOD
+    schedule: str = defaults.DISTILL_SCHEDULE
+    n_from: int = defaults.DISTILL_FROM
+    n_to: int = defaults.DISTILL_TO
+    updates: int = defaults.DISTILL_UPDATES
+    batch: int = defaults.DISTILL_BATCH
+    lr: float = defaults.DISTILL_LR
     pd_lr: float = 1e-4
     pd_stages: int = 0
     data: str = ""
@@ -85,7 +86,7 @@ class DistillConfig:
     teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
     grad_clip: float = 1.0
     clip_x0: bool = True
-    seed: int = 0
+    seed: int = defaults.DISTILL_SEED
     sample_every: int = 500
     checkpoint_every: int = 250
     histogram_every: int = 50

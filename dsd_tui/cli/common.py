@@ -82,7 +82,12 @@ def run_threads(threads: int | None, saved: dict | None) -> int | None:
 
 
 def setup_device(device: str | None, threads: int | None) -> torch.device:
+    """Pick the device and set torch's CPU threads: `threads` as given, else `dsd_core.threads.default_threads`.
+    Every command's header shows the result (`compute_label`)."""
     # torch is imported here, not at the top: `dsd sample` of an .onnx model runs without torch installed
+    from dsd_core.threads import default_threads, passive_wait
+
+    passive_wait()
     import torch
 
     from dsd_core.device import pick_device
@@ -91,7 +96,22 @@ def setup_device(device: str | None, threads: int | None) -> torch.device:
         if threads < 1:
             raise DsdError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    else:
+        torch.set_num_threads(default_threads(torch.get_num_threads()))
     return pick_device(device)
+
+
+def compute_label(device: object) -> str:
+    """Where the work runs, for header lines: e.g. `cpu, 1 thread of 2 CPUs` or `cuda:0 (1 CPU thread)`."""
+    import torch
+
+    from dsd_core.threads import usable_cpus
+
+    n = torch.get_num_threads()
+    threads = f"{n} thread{'s' if n != 1 else ''}"
+    if str(device).startswith("cuda"):
+        return f"{device} ({threads} on the CPU)"
+    return f"{device}, {threads} of {usable_cpus()} CPUs"
 
 
 def progress_bar(*extra: TextColumn) -> Progress:
@@ -109,4 +129,5 @@ def progress_bar(*extra: TextColumn) -> Progress:
 
 
 DeviceOption = typer.Option(None, "--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
-ThreadsOption = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice).")
+ThreadsOption = typer.Option(None, "--threads", help="CPU threads for torch (default: usable CPUs minus one, at "
+                             "most one per physical core).")

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.progress import TextColumn
 
+from dsd_core import defaults
 from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
@@ -25,7 +26,7 @@ D = DistillConfig()
 
 
 def distill(
-    model: str = typer.Option("digits", "--model", "-m", help="Model to distil: built-in name or checkpoint."),
+    model: str = typer.Option(defaults.DISTILL_MODEL, "--model", "-m", help="Model to distil: built-in name or checkpoint."),
     method: str = typer.Option(D.method, "--method",
                                help="dsd, tsd (frozen teacher), pd (progressive distillation, needs data) or dsd+pd."),
     schedule: str = typer.Option(D.schedule, "--schedule", help="naive, iterative, gradual-linear or gradual-exp."),

@@ -10,12 +10,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsd_core import defaults
+
 from .process import dsd_argv
 
 CHECKPOINT = "checkpoint"  # the model choice that reads the path field
 
-DEFAULTS = {"model": "digits", "path": "", "method": "dsd", "schedule": "iterative", "n_from": "32",
-            "n_to": "8", "updates": "2000", "batch": "64", "lr": "3e-5", "seed": "0", "threads": "1"}
+DEFAULTS = {"model": defaults.DISTILL_MODEL, "path": "", "method": defaults.DISTILL_METHOD,
+            "schedule": defaults.DISTILL_SCHEDULE, "n_from": str(defaults.DISTILL_FROM),
+            "n_to": str(defaults.DISTILL_TO), "updates": str(defaults.DISTILL_UPDATES),
+            "batch": str(defaults.DISTILL_BATCH), "lr": str(defaults.DISTILL_LR), "seed": str(defaults.DISTILL_SEED),
+            "threads": "1"}
 
 
 @dataclass(frozen=True)

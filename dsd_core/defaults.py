@@ -1,0 +1,20 @@
+"""The defaults every front end shows, in one torch-free place: `dsd distill`'s options (`DistillConfig`), the
+terminal app's setup form and the README's command table all read them from here, so they cannot disagree."""
+
+from __future__ import annotations
+
+# `dsd distill` and the terminal app's form: the shipped v-prediction model, DSD with the EMA teacher, the
+# iterative scheduler from the 32-step grid to 8 steps (two halvings), 1,000 updates per stage as in the
+# recipe of the shipped digits-v-dsd models (docs/benchmarks.md).
+DISTILL_MODEL = "digits-v"
+DISTILL_METHOD = "dsd"
+DISTILL_SCHEDULE = "iterative"
+DISTILL_FROM = 32
+DISTILL_TO = 8
+DISTILL_UPDATES = 2000
+DISTILL_BATCH = 64
+DISTILL_LR = 3e-5
+DISTILL_SEED = 0
+
+# `dsd sample` without --model and --steps: the best shipped few-step model, at its own step count.
+SAMPLE_STEPS = 8
