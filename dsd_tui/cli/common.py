@@ -19,8 +19,10 @@ from dsd_core.errors import DsdError
 if TYPE_CHECKING:
     import torch
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (a log file, `| tee`) is not wrapped at 80 columns: lines stay whole for grep and for parsers.
+PIPE_WIDTH = 200
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -126,6 +128,18 @@ def progress_bar(*extra: TextColumn) -> Progress:
         console=err_console,
         disable=not sys.stderr.isatty(),
     )
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """A phase without a count (loading, building features, exporting): a spinner with its name on a terminal,
+    one `name…` line on stderr when piped, so no long step is silent."""
+    if err_console.is_terminal:
+        with err_console.status(name):
+            yield
+    else:
+        err_console.print(f"{name}…", highlight=False)
+        yield
 
 
 DeviceOption = typer.Option(None, "--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")
