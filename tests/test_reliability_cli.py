@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib
 import json
 import os
 import sys
@@ -210,7 +211,7 @@ def test_debug_shows_the_traceback_and_bugs_still_get_one_line(tmp_path, monkeyp
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a bug in dsd")
 
-    monkeypatch.setattr(sys.modules["dsd_tui.cli.info"], "load_model", bug)
+    monkeypatch.setattr(importlib.import_module("dsd_tui.cli.info"), "load_model", bug)  # imported lazily by dsd
     assert_one_line_error(dsd("info", "digits"), "internal error ZeroDivisionError: a bug in dsd", "--debug", code=1)
     result = dsd("--debug", "info", "digits")
     assert result.exit_code == 1 and isinstance(result.exception, ZeroDivisionError)
