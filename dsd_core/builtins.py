@@ -24,9 +24,14 @@ def available_builtins() -> list[str]:
 
 
 def default_model(steps: int | None) -> str:
-    """What `dsd sample` uses without --model: the best shipped model distilled for `steps`, else `digits`."""
+    """What `dsd sample` uses without --model: the best shipped model distilled for `steps` (for no `steps`, the
+    best shipped few-step model, `defaults.SAMPLE_STEPS`), else the best undistilled one."""
+    from .defaults import SAMPLE_STEPS
+
+    steps = SAMPLE_STEPS if steps is None else steps
     shipped = available_builtins()
-    return next((name for name in (f"digits-v-dsd{steps}", f"digits-dsd{steps}") if name in shipped), "digits")
+    candidates = (f"digits-v-dsd{steps}", f"digits-dsd{steps}", "digits-v", "digits")
+    return next((name for name in candidates if name in shipped), "digits")
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

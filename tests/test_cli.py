@@ -105,12 +105,14 @@ def test_sample_picks_the_shipped_distilled_model_by_step_count(tmp_path):
         name = f"digits-v-dsd{steps}"
         assert {name, f"digits-dsd{steps}"} <= set(available_builtins())
         result = run("sample", "--steps", steps, "--num", 2, tmp_path / f"s{steps}.npz")
-        assert result.exit_code == 0 and f"model {name}," in result.stdout.replace("\n", " ")
+        assert result.exit_code == 0 and f"model {name} (the default)," in result.stdout.replace("\n", " ")
         facts = json.loads(run("info", name, "--json").stdout)
         assert facts["distilled_steps"] == steps and facts["prediction"] == "v"
         assert facts["provenance"]["method"] == "dsd" and facts["provenance"]["base_model"] == "digits-v"
     result = run("sample", "--steps", 3, "--num", 2, tmp_path / "s3.npz")
-    assert result.exit_code == 0 and "model digits," in result.stdout.replace("\n", " ")
+    assert result.exit_code == 0 and "model digits-v (the default)," in result.stdout.replace("\n", " ")
+    result = run("sample", "--num", 2, tmp_path / "bare.npz")  # no --steps either: the best few-step model
+    assert result.exit_code == 0 and "model digits-v-dsd8 (the default), 8 steps" in result.stdout.replace("\n", " ")
 
 
 def test_distill_then_resume_through_the_cli(tiny_ckpt, tmp_path):

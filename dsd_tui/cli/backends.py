@@ -17,7 +17,7 @@ from dsd_core.classes import class_ids
 from dsd_core.errors import DsdError
 from dsd_core.images import to_uint8
 
-from .common import err_console, setup_device
+from .common import compute_label, err_console, setup_device
 
 Draw = Callable[[int, int, int, Callable[[int], None]], np.ndarray]  # (num, seed, batch, on_batch) → uint8
 
@@ -48,6 +48,7 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
     from dsd_core.sampling import sample
 
     dev = setup_device(device, threads)
+    named = model or f"{default_model(steps)} (the default)"
     model = model or default_model(steps)
     loaded = load_model(model, dev)
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
@@ -58,7 +59,7 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
         return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch,
                                classes=classes, guidance=w))
 
-    return Drawer(model, steps, str(dev), draw)
+    return Drawer(named, steps, compute_label(dev), draw)
 
 
 def ort_provider(device: str | None) -> str:
@@ -87,18 +88,23 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
 
     provider = ort_provider(device)
     if model is not None and Path(model).suffix.lower() == ".onnx":
-        path = Path(model)
+        path, named = Path(model), model
     else:
         require_torch("--backend ort with a checkpoint (it is exported to ONNX on first use)")
         from dsd_core.checkpoint import default_model
         from exporters.cache import cached_export
 
+        named = model or f"{default_model(steps)} (the default)"
         model = model or default_model(steps)
 
         def say(p: Path) -> None:
             err_console.print(f"exporting {model} to the ONNX cache ({p}); later runs reuse it")
 
         path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say)
+    if threads is None:  # the same policy as torch's threads (dsd_core.threads), without importing torch
+        from dsd_core.threads import default_threads, usable_cpus
+
+        threads = default_threads(usable_cpus())
     sampler = OnnxSampler(path, threads, provider)
     check_baked(path, sampler.metadata, steps, spacing, clip)
     if provider == "cuda" and sampler.provider != CUDA:
@@ -116,4 +122,5 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         images = sampler.sample(num, seed, class_labels=labels, batch=batch, on_batch=on_batch, guidance=guidance)
         return to_uint8(images * 2 - 1)
 
-    return Drawer(str(model), sampler.steps, f"onnxruntime {sampler.provider}", draw)
+    return Drawer(str(named), sampler.steps,
+                  f"onnxruntime {sampler.provider}, {threads} thread{'s' if threads != 1 else ''}", draw)

@@ -19,10 +19,18 @@ from dsd_core.errors import DsdError
 if TYPE_CHECKING:
     import torch
 
-# Piped output (a log file, `| tee`) is not wrapped at 80 columns: lines stay whole for grep and for parsers.
+# Piped output (a log file, `| tee`) is not wrapped at 80 columns: lines stay whole for grep and for parsers
+# (soft wrap), and tables get 200 columns.
 PIPE_WIDTH = 200
-console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
+
+
+def _console(stream, **kwargs) -> Console:
+    tty = stream.isatty()
+    return Console(width=None if tty else PIPE_WIDTH, soft_wrap=not tty, **kwargs)
+
+
+console = _console(sys.stdout)
+err_console = _console(sys.stderr, stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -25,8 +25,9 @@ def sample(
     out: Path = typer.Argument(..., help="OUT.png (a grid), OUT.npz (arr_0: N×H×W×C uint8) or a folder."),
     model: str = typer.Option(None, "--model", "-m",
                               help="Built-in name, checkpoint path or exported .onnx sampler (default: "
-                                   "digits-dsdN for --steps N if shipped, else digits)."),
-    steps: int = typer.Option(None, "--steps", "-s", help="DDIM steps (default: the distilled count, else 64)."),
+                                   "digits-v-dsdN for --steps N if shipped, else digits-v; digits-v-dsd8 without "
+                                   "--steps)."),
+    steps: int = typer.Option(None, "--steps", "-s", help="DDIM steps (default: the model's distilled count, else 64)."),
     num: int = typer.Option(64, "--num", "-n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise (numpy PCG64)."),
     batch: int = typer.Option(256, "--batch", help="Images per network call (does not change the images)."),
