@@ -29,6 +29,7 @@ from dsd_core.noise import initial_noise
 
 from . import metadata as md
 from .graphs import SamplerGraph, StepGraph
+from .runtime import require_onnxruntime
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -102,7 +103,7 @@ def _with_metadata(data: bytes, meta: dict) -> bytes:
 
 def _parity(data: bytes, graph: torch.nn.Module, example: tuple, names: list[str]) -> float:
     """Max |onnxruntime − torch| on the fixed example inputs, run on the CPU with one thread."""
-    import onnxruntime as ort
+    ort = require_onnxruntime("checking an export")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -128,6 +129,7 @@ def export_onnx(
     """Export the N-step sampler (default N: the step count the model was distilled for) or, with
     `step_model`, the denoiser; validate; write atomically. A parity error above 1e-4 writes nothing."""
     start = time.perf_counter()
+    require_onnxruntime("checking an export")  # before the work, not after it
     out = check_output_path(out)
     kind = "step" if step_model else "sampler"
     steps = steps if steps is not None else loaded.distilled_steps

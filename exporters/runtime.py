@@ -20,11 +20,15 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 PROVIDERS = ("auto", "cpu", "cuda")
 
 
-def _onnxruntime():
+ORT_HINT = "pip install 'dsd-distill[cpu]' (onnxruntime), or [gpu] for CUDA (onnxruntime-gpu)"
+
+
+def require_onnxruntime(why: str = "sampling an .onnx model"):
+    """onnxruntime, or a one-line error naming the extra that installs it (it is optional: see pyproject)."""
     try:
         import onnxruntime
     except ImportError:
-        raise DsdError("sampling an .onnx model needs onnxruntime: pip install onnxruntime") from None
+        raise DsdError(f"{why} needs onnxruntime: {ORT_HINT}") from None
     return onnxruntime
 
 
@@ -68,7 +72,7 @@ def open_session(path: str | Path, threads: int | None = None, provider: str = "
     """
     if provider not in PROVIDERS:
         raise DsdError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
-    ort = _onnxruntime()
+    ort = require_onnxruntime()
     path = Path(path)
     if not path.is_file():
         raise DsdError(f"ONNX model not found: {path}")

@@ -84,8 +84,9 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
                device: str | None, threads: int | None, batch: int = 1, class_spec: str | None = None,
                guidance: float | None = None) -> Drawer:
     """`batch`: the batch size to set the session up for now, so that timing a draw does not include it."""
-    from exporters.runtime import CUDA, OnnxSampler
+    from exporters.runtime import CUDA, OnnxSampler, require_onnxruntime
 
+    require_onnxruntime("sampling with onnxruntime")  # before an export to the cache, not after it
     provider = ort_provider(device)
     if model is not None and Path(model).suffix.lower() == ".onnx":
         path, named = Path(model), model

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dsd_core.errors import DsdError
@@ -40,7 +41,7 @@ DEBUG = False  # `dsd --debug …`: tracebacks as well as the one-line errors
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (e.g. a skipped unreadable image) as `warning: …`, without source lines."""
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -56,10 +57,10 @@ def user_errors() -> Iterator[None]:
         except DsdError as exc:
             if DEBUG:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt as exc:
-            said = f": {exc}" if str(exc) else ""  # how to resume, when the run could checkpoint first
+            said = f": {escape(str(exc))}" if str(exc) else ""  # how to resume, when the run could checkpoint first
             err_console.print(f"[yellow]interrupted[/]{said}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
@@ -68,7 +69,7 @@ def user_errors() -> Iterator[None]:
             if DEBUG:
                 raise
             what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {what} (dsd --debug … shows "
+            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {escape(what)} (dsd --debug … shows "
                               "the traceback; please report it)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
@@ -146,7 +147,7 @@ def phase(name: str) -> Iterator[None]:
         with err_console.status(name):
             yield
     else:
-        err_console.print(f"{name}…", highlight=False)
+        err_console.print(f"{escape(name)}…", highlight=False)
         yield
 
 
