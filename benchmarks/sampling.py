@@ -28,8 +28,8 @@ from dsd_core.checkpoint import load_model
 from dsd_core.sampling import sample
 from exporters.onnx_export import export_onnx
 from exporters.runtime import OnnxSampler
+from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- sampling:start -->", "<!-- sampling:end -->"
 MODEL, STEPS = "digits-dsd8", 8
 
@@ -100,15 +100,6 @@ def table(results: dict, flops: float, peak: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace only the text between the sampling markers of docs/benchmarks.md."""
-    doc = DOC.read_text()
-    if START not in doc or END not in doc:
-        raise SystemExit(f"{DOC} lacks the {START} … {END} markers")
-    DOC.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", doc,
-                          flags=re.S))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
@@ -139,7 +130,7 @@ def main() -> None:
     )
     print(text)
     if args.write:
-        write_section(text)
+        write_section(text, START, END)
 
 
 if __name__ == "__main__":
