@@ -25,8 +25,15 @@ def usable_cpus() -> int:
 
 
 def default_threads(torch_default: int) -> int:
-    """One less than the usable CPUs (a busy machine keeps a core for its other work; one thread on two
-    cores), and never more than torch's own choice (its physical cores: hyper-threads slow these kernels)."""
+    """OMP_NUM_THREADS where set (the user's, or torchrun's for data-parallel ranks); else one less than the
+    usable CPUs (a busy machine keeps a core for its other work; one thread on two cores), and never more than
+    torch's own choice (its physical cores: hyper-threads slow these kernels)."""
+    try:
+        asked = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        asked = 0
+    if asked > 0:
+        return asked
     return max(1, min(torch_default, usable_cpus() - 1))
 
 
