@@ -42,8 +42,9 @@ def test_passive_wait_keeps_a_users_choice(monkeypatch):
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
-def test_sampling_says_its_thread_count(tmp_path):
+def test_sampling_says_its_thread_count(tmp_path, monkeypatch):
     """In fresh processes, as a user runs dsd: torch's own default is only seen before anything changes it."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # here too: default_threads reads it
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
 
     def fresh(*args: str) -> str:
