@@ -101,7 +101,7 @@ class DsdApp(App):
             if choice in ("stop", "leave"):
                 self.exit()
 
-        self.push_screen(QuitScreen(len(running)), answer)
+        self.push_screen(QuitScreen([p.run_dir for p in running]), answer)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

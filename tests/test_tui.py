@@ -131,6 +131,7 @@ async def test_quitting_with_a_run_going_asks(tmp_path, choice):
             await pilot.pause()
             await pilot.press("q")
             assert isinstance(app.screen, QuitScreen)
+            assert str(tmp_path / "r") in str(app.screen.query_one("#quit-question", Static).render())
             await pilot.click(f"#{choice}")
         assert app.return_code == 0
         if choice == "stop":

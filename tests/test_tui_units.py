@@ -13,7 +13,7 @@ import pytest
 from dsd_tui.tui.grid import compose, fit, tiles_from_grid, to_tiles
 from dsd_tui.tui.recent import recent_runs
 from dsd_tui.tui.runstate import RunState, smooth
-from dsd_tui.tui.setup_form import CHECKPOINT, DEFAULTS, check
+from dsd_tui.tui.setup_form import CHECKPOINT, DEFAULTS, check, short_float
 from dsd_tui.tui.tail import EventTail
 from dsd_tui.tui.widgets.histogram import columns
 
@@ -52,6 +52,23 @@ def test_state_folds_a_run_and_resume_drops_the_redone_updates(tmp_path):
     assert state.rate() == pytest.approx(2.0)
 
 
+def test_stage_starts_mark_the_loss_plot_and_a_resume_drops_the_redone_ones(tmp_path):
+    from dsd_tui.tui.widgets.loss_plot import LossPlot
+
+    run = write_finished_run(tmp_path / "run", updates=40)
+    state = RunState()
+    for line in (run / "events.jsonl").read_text().splitlines():
+        state.apply(json.loads(line))
+    assert state.stage_starts == [1, 21] and state.threads == 1
+    plot = LossPlot()
+    plot.updates, plot.stage_starts = state.updates, state.stage_starts
+    assert plot.boundaries() == [20.5]  # between the stages' updates; none before the first loss
+    state.apply({"event": "resume", "update": 20})  # the checkpoint at the stage's end: the stage event comes again
+    assert state.stage_starts == [1]
+    state.apply({"event": "stage", "index": 1, "steps": 4, "target_steps": 2, "updates": 20})
+    assert state.stage_starts == [1, 21]
+
+
 def test_a_malformed_event_becomes_a_warning_not_an_exception():
     state = RunState()
     state.apply({"event": "loss", "update": "x"})
@@ -77,8 +94,9 @@ def test_form_defaults_make_the_documented_command(tmp_path):
     assert errors == {}
     argv = request.argv(tmp_path / "r")
     cmd = argv[argv.index("distill"):]
-    assert cmd[:11] == ["distill", "--model", "digits", "--method", "dsd", "--schedule", "iterative",
-                        "--from", "32", "--to", "8"]
+    assert cmd[:13] == ["distill", "--model", "digits-v", "--method", "dsd", "--schedule", "iterative",
+                        "--from", "32", "--to", "8", "--updates", "2000"]
+    assert DEFAULTS["lr"] == "3e-5" and cmd[cmd.index("--lr") + 1] == "3e-5" and request.lr == 3e-5
     assert cmd[cmd.index("--threads") + 1] == "1" and cmd[cmd.index("--run-dir") + 1] == str(tmp_path / "r")
 
 
@@ -97,6 +115,82 @@ def test_form_defaults_make_the_documented_command(tmp_path):
 def test_bad_fields_get_their_own_error(changes, field, words):
     request, errors = check_form(**changes)
     assert request is None and list(errors) == [field] and words in errors[field]
+
+
+@pytest.mark.parametrize("value, text", [(3e-5, "3e-5"), (1e-4, "0.0001"), (2.5e-7, "2.5e-7"), (1e20, "1e20"),
+                                         (0.001, "0.001")])
+def test_the_form_writes_numbers_as_people_do_and_reads_them_back_equal(value, text):
+    assert short_float(value) == text and float(text) == value
+
+
+def test_the_help_has_no_markup_left_and_fits_80_by_24():
+    from textual.content import Content
+
+    from dsd_tui.tui.screens.dialogs import HELP
+
+    lines = Content.from_markup(HELP).plain.splitlines()
+    assert "[ / ]" in "\n".join(lines) and not any("[/" in line or "[[" in line for line in lines)
+    assert len(lines) <= 21 and max(map(len, lines)) <= 76  # 80×24 less the box's border and padding
+
+
+def test_long_run_names_keep_their_head_and_time_stamp():
+    from dsd_tui.tui.screens.setup import shorten
+
+    name = "dsd-iterative-32to8-20240101-120000"
+    assert shorten(name, 40) == name
+    assert shorten(name, 20) == "dsd-ite…40101-120000" and len(shorten(name, 20)) == 20
+
+
+def test_sampler_says_why_the_step_count_does_not_change():
+    from dsd_tui.tui.screens.sampler import steps_limit
+
+    assert steps_limit([8], 8, 1).startswith("only 8 steps exported")
+    assert "fewest exported (2, 4)" in steps_limit([2, 4], 2, -1)
+
+
+def test_process_meter_reads_cpu_and_memory_at_most_once_a_second():
+    import os
+
+    from dsd_tui.tui.resources import ProcessMeter
+
+    now = [0.0]
+    meter = ProcessMeter(clock=lambda: now[0])
+    first = meter.text(os.getpid())
+    assert first.startswith("mem ") and "MiB" in first  # no CPU % before a second reading
+    sum(range(200_000))
+    now[0] = 0.5
+    assert meter.text(os.getpid()) == first  # cached
+    now[0] = 1.0
+    assert meter.text(os.getpid()).startswith("CPU ")
+    assert meter.text(None) == ""
+
+
+def test_process_meter_shows_nothing_for_a_process_that_is_gone(tmp_path):
+    import subprocess
+
+    from dsd_tui.tui.resources import ProcessMeter, cpu_and_memory
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert cpu_and_memory(child.pid) is None and ProcessMeter().text(child.pid) == ""
+
+
+def test_gpu_use_shows_only_where_nvml_knows_the_process(monkeypatch):
+    import os
+    import types
+
+    from dsd_tui.tui.resources import Gpu
+
+    me = types.SimpleNamespace(pid=os.getpid(), usedGpuMemory=3 * 2**30)
+    nvml = types.SimpleNamespace(nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1,
+                                 nvmlDeviceGetHandleByIndex=lambda i: i,
+                                 nvmlDeviceGetComputeRunningProcesses=lambda h: [me],
+                                 nvmlDeviceGetUtilizationRates=lambda h: types.SimpleNamespace(gpu=40))
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert Gpu().text(os.getpid()) == "GPU0 40% 3.0 GiB" and Gpu().text(1) == ""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: nothing, and never asked again
+    gpu = Gpu()
+    assert gpu.text(os.getpid()) == "" and gpu.off
 
 
 def test_naive_ignores_from_and_a_checkpoint_path_is_passed_on(tiny_ckpt):

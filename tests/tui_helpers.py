@@ -13,7 +13,7 @@ import numpy as np
 from dsd_tui.tui.catalog import Catalog
 from dsd_tui.tui.screens.sampler import SamplerScreen
 
-CATALOG = Catalog(models=("digits", "digits-dsd8"), methods=("dsd", "tsd", "pd", "dsd+pd"),
+CATALOG = Catalog(models=("digits", "digits-v", "digits-v-dsd8"), methods=("dsd", "tsd", "pd", "dsd+pd"),
                   schedules=("iterative", "naive", "gradual-linear", "gradual-exp"))
 
 
@@ -43,7 +43,7 @@ def write_finished_run(run_dir: Path, updates: int = 40, ended: bool = True) -> 
     run_dir.mkdir(parents=True, exist_ok=True)
     distill = {"method": "dsd", "schedule": "iterative", "n_from": 8, "n_to": 2, "updates": updates}
     stages = [{"steps": 8, "updates": updates // 2}, {"steps": 4, "updates": updates - updates // 2}]
-    config = {"command": "distill", "distill": distill, "stages": stages, "base_model": "digits"}
+    config = {"command": "distill", "threads": 1, "distill": distill, "stages": stages, "base_model": "digits"}
     (run_dir / "config.json").write_text(json.dumps(config))
     t0 = 1_700_000_000.0
     events = [{"event": "config", "time": t0, **config},

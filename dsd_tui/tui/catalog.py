@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dsd_core import defaults
+
 METHOD_LABELS = {"dsd": "DSD", "tsd": "TSD", "pd": "PD", "dsd+pd": "DSD+PD"}
 
 @dataclass(frozen=True)
@@ -19,7 +21,8 @@ class Catalog:
     loaded: bool = True
 
 
-FALLBACK = Catalog(models=("digits",), methods=("dsd",),
+# the form's default model comes first, so that the form keeps it when the engine's lists arrive
+FALLBACK = Catalog(models=(defaults.DISTILL_MODEL,), methods=(defaults.DISTILL_METHOD,),
                    schedules=("iterative", "naive", "gradual-linear", "gradual-exp"), loaded=False)
 
 

@@ -149,6 +149,31 @@ def error_line(run_dir: Path) -> str | None:
     return None
 
 
+def external_pid(run_dir: Path) -> int | None:
+    """The pid of a `dsd distill` writing RUN_DIR that no dsd-tui started (the CLI records no pid in the run
+    folder, so it is found by its command line: `--run-dir RUN_DIR` or `--resume RUN_DIR`). Linux only."""
+    target = Path(run_dir).resolve()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            if pid == os.getpid() or "distill" not in argv:
+                continue
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        for i, arg in enumerate(argv):
+            flag, _, value = arg.partition("=")
+            if flag in ("--run-dir", "--resume"):
+                value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+                if value and (cwd / value).resolve() == target:
+                    return pid
+    return None
+
+
 def _proc_state(pid: int) -> str:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -24,8 +24,10 @@ class RunState:
     n_from: int = 0
     n_to: int = 0
     total_updates: int = 0
+    threads: int | None = None  # the CPU threads the run was started with (config.json's "threads")
     stages: list[dict] = field(default_factory=list)
     stage: dict | None = None
+    stage_starts: list[int] = field(default_factory=list)  # the first update of each stage, for the loss plot
     updates: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -37,6 +39,7 @@ class RunState:
     snapshots: dict[int, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    interrupted: bool = False  # stopped by Ctrl-C (or the app's stop) after a checkpoint
     model: Path | None = None
     wall_seconds: float | None = None
     last_event_time: float | None = None
@@ -60,10 +63,14 @@ class RunState:
         self.method, self.schedule = d.get("method", ""), d.get("schedule", "")
         self.n_from, self.n_to, self.total_updates = d.get("n_from", 0), d.get("n_to", 0), d.get("updates", 0)
         self.stages = list(e.get("stages", []))
+        self.threads = int(e["threads"]) if isinstance(e.get("threads"), int) else None
 
     def _on_stage(self, e: dict) -> None:
         self.stage = {k: int(e[k]) for k in ("index", "steps", "target_steps", "updates")}
         self.stage["method"] = str(e.get("method", self.method))
+        start = self.update + 1  # the event comes just before the stage's first update
+        if not self.stage_starts or start > self.stage_starts[-1]:
+            self.stage_starts.append(start)
         if not self.finest_grid:
             self.histogram = [0] * (self.stages[0]["steps"] if self.stages else int(e["steps"]))
 
@@ -92,7 +99,11 @@ class RunState:
         del self.updates[keep:], self.losses[keep:], self.times[keep:]
         self.rate_from = keep
         self.previews = [p for p in self.previews if p.update <= self.update]
-        self.error = None
+        self.stage_starts = [u for u in self.stage_starts if u <= self.update]  # later ones come again
+        self.error, self.interrupted = None, False
+
+    def _on_interrupted(self, e: dict) -> None:
+        self.interrupted = True
 
     def _on_warning(self, e: dict) -> None:
         self.warnings.append(str(e.get("message", "")))

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-HELP = """[b]dsd-tui[/b] — distil a diffusion model into fewer sampling steps, watch it, export it, sample it.
-
-[b]Setup[/b] (home)  fill the form (errors show under a field as you type); [b]Enter[/b] or [b]Start[/b]
-  begins a run as a separate [i]dsd distill[/i] process writing to runs/…; recent runs below:
-  [b]Enter[/b] opens one, [b]r[/b] resumes a stopped or failed one.
-[b]Run[/b]  loss per update (grey) and smoothed (cyan); the step-frequency histogram (updates per step
-  index of the finest grid); stage N→N/2, updates/s, NFE, ETA; previews of the undistilled and the
-  current model from the same noise.  [b]p[/b] pause/resume (SIGSTOP/SIGCONT, POSIX only)
-  [b]s[/b] stop (the run checkpoints; [b]r[/b] resumes it)  [b]e[/b] export when finished  [b]Esc[/b] back
-  A silent run shows "no events for N s" (dsd-tui --hang-after S sets N's threshold).
-[b]Export[/b]  one ONNX sampler per step count, checked against torch; [b]s[/b] opens the sampler.
-[b]Sampler[/b]  [b]n[/b]/[b]space[/b] new seed  [b][[/b] [b]][/b] step count  [b]c[/b] class (conditional models)
-  [b]s[/b] save the grid to PNG  — each generation's latency is shown.
-
-[b]?[/b] this help  [b]q[/b] quit (asks when a run is going: leave it running, or stop it)
-[b]dsd-tui --attach RUN_DIR[/b] watches a run started elsewhere, finished or not.
-"""
+# At most 21 lines of at most 76 columns, so the whole help shows at 80×24. `\\[` here is markup's `\[`,
+# a literal `[`.
+HELP = """\
+[b]dsd-tui[/b] distils a diffusion model into fewer sampling steps. Keys by screen:
+[b]Setup[/b] (home): the form checks each field as you type
+  [b]Enter[/b], [b]Ctrl+S[/b]   start a [i]dsd distill[/i] process writing to runs/…
+  [b]Enter[/b] on a run  open it (recent runs, below the form)
+  [b]r[/b] on a run      resume a stopped or failed run from its checkpoint
+[b]Run[/b]: loss (grey), smoothed (cyan), a vertical line where each stage begins;
+updates per step index of the finest grid; previews from the same noise
+  [b]p[/b]               pause / resume (SIGSTOP / SIGCONT, POSIX only)
+  [b]s[/b]               stop (the run checkpoints first; [b]r[/b] resumes it)
+  [b]e[/b]               export to ONNX, once the run has finished
+  A silent run shows "no events for N s" (dsd-tui --hang-after S sets N).
+[b]Export[/b]: one ONNX sampler per step count, checked against torch
+  [b]Enter[/b]           export the step counts typed in the field
+  [b]x[/b] / [b]s[/b]           export again / open the sampler
+[b]Sampler[/b]
+  [b]n[/b], [b]space[/b]        new seed
+  [b]\\[[/b] / [b]][/b]           fewer / more steps
+  [b]c[/b]               class (conditional models)
+  [b]s[/b]               save the grid as PNG
+[b]Anywhere[/b]  [b]Esc[/b] back · [b]?[/b] this help · [b]q[/b] quit (asks when a run is going)
+[b]dsd-tui --attach RUN_DIR[/b] watches a run started elsewhere, finished or not."""
 
 
 class HelpScreen(ModalScreen):
@@ -39,19 +49,20 @@ class HelpScreen(ModalScreen):
 
 
 class QuitScreen(ModalScreen[str]):
-    """Dismisses with "leave", "stop" or "cancel"."""
+    """Dismisses with "leave", "stop" or "cancel"; names the run folders, so a run left going can be found."""
 
     BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel"), Binding("l", "dismiss('leave')", show=False),
                 Binding("s", "dismiss('stop')", show=False)]
 
-    def __init__(self, count: int):
+    def __init__(self, run_dirs: list[Path]):
         super().__init__()
-        self.count = count
+        self.run_dirs = list(run_dirs)
 
     def compose(self) -> ComposeResult:
-        runs = "A run is" if self.count == 1 else f"{self.count} runs are"
+        runs = "A run is" if len(self.run_dirs) == 1 else f"{len(self.run_dirs)} runs are"
+        folders = "\n".join(f"  [b]{escape(str(d))}[/b]" for d in self.run_dirs)
         with Vertical(id="quit-box"):
-            yield Static(f"{runs} still going.\n[dim]Left running, it keeps writing its run folder; "
+            yield Static(f"{runs} still going:\n{folders}\n[dim]Left running, it keeps writing its run folder; "
                          "dsd-tui --attach RUN_DIR watches it again.[/dim]", id="quit-question")
             with Horizontal(id="quit-buttons"):
                 yield Button("Leave running", id="leave", variant="primary", compact=True)

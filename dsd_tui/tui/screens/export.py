@@ -25,6 +25,12 @@ def parse_steps(text: str) -> list[int] | None:
     return steps if steps and all(1 <= s <= 1000 for s in steps) else None
 
 
+class StepsInput(Input):
+    """The step counts field; its Enter shows in the footer, which hides the screen's letter keys (typed here)."""
+
+    BINDINGS = [Binding("enter", "submit", "Export")]
+
+
 class ExportScreen(Screen):
     """Exports the run's target step count on arrival (unless done before); more step counts on request;
     `s` then opens the sampler on everything exported."""
@@ -50,7 +56,7 @@ class ExportScreen(Screen):
                      id="export-title")
         with Horizontal(id="export-row"):
             yield Label("step counts", id="export-steps-label")
-            yield Input(str(self.steps), id="export-steps", compact=True)
+            yield StepsInput(str(self.steps), id="export-steps", compact=True)
             yield Button("Export", id="export-go", compact=True, variant="primary")
         yield Static("", id="export-steps-error", classes="error")
         yield DataTable(id="exports", cursor_type="row")
@@ -127,6 +133,8 @@ class ExportScreen(Screen):
         else:
             errors = [ln for ln in message.lines if ln.startswith("error:")] or message.lines[-3:] or ["no output"]
             text.update("[red]export failed:[/red] " + "\n".join(errors))
+        if isinstance(self.focused, Input):  # hand the screen's keys (s, x) back, and the footer with them
+            self.query_one("#exports", DataTable).focus()
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

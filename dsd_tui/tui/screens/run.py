@@ -1,5 +1,6 @@
 """A run, live: loss, step-frequency histogram, stage, speed, NFE, ETA and previews, tailed from the run's
-event log; pause, resume, stop. Whatever the run process does, this screen only reports it."""
+event log, and what its process uses; pause, resume, stop. Whatever the run process does, this screen only
+reports it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from textual.widgets import Footer, Header, Static
 
 from dsd_core.runs import STATE_FILE
 
-from ..process import RunProcess, error_line, log_tail
+from ..process import RunProcess, error_line, external_pid, log_tail
+from ..resources import ProcessMeter
 from ..runstate import RunState, format_duration
 from ..tail import EventTail
 from ..widgets.histogram import StepHistogram
@@ -23,6 +25,7 @@ from ..widgets.loss_plot import LossPlot
 from ..widgets.tiles import TileGrid
 
 POLL_S = 0.25
+LOOKUP_S = 5.0  # how often to look for the process of a run started outside the app
 EXIT_INTERRUPTED = 130
 
 
@@ -46,6 +49,9 @@ class RunScreen(Screen):
         self.shown_previews: tuple[Path | None, Path | None] = (None, None)
         self.problem: str | None = None  # why the run is not running, shown in place
         self.exit_seen = False
+        self.meter = ProcessMeter()
+        self.outside_pid: int | None = None  # the live process of a run started outside the app, if found
+        self.looked_up_at = float("-inf")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,6 +84,7 @@ class RunScreen(Screen):
             self.show_charts()
             self.show_previews()
         self.check_process()
+        self.look_for_outside_process()
         self.show_status()
         self.refresh_bindings()
 
@@ -111,8 +118,25 @@ class RunScreen(Screen):
             if not self.state.error and error_line(self.run_dir) is None:
                 self.problem += "\n" + "\n".join(log_tail(self.run_dir, 3))
 
+    def started_outside(self) -> bool:
+        """A run going on (as far as its events tell) with no process handle here: started by the CLI."""
+        s = self.state
+        return self.process is None and s.events > 0 and not (s.ended or s.error or s.interrupted)
+
+    def look_for_outside_process(self) -> None:
+        if not self.started_outside():
+            self.outside_pid = None
+        elif time.monotonic() - self.looked_up_at >= LOOKUP_S:
+            self.looked_up_at = time.monotonic()
+            self.outside_pid = external_pid(self.run_dir)
+
+    def run_pid(self) -> int | None:
+        if self.process is not None:
+            return self.process.pid if self.process.running else None
+        return self.outside_pid
+
     def show_charts(self) -> None:
-        self.query_one("#loss", LossPlot).set_losses(self.state.updates, self.state.losses)
+        self.query_one("#loss", LossPlot).set_losses(self.state.updates, self.state.losses, self.state.stage_starts)
         histogram = self.query_one("#histogram", StepHistogram)
         histogram.counts = tuple(self.state.histogram)
         if self.state.histogram:
@@ -139,6 +163,8 @@ class RunScreen(Screen):
             return "[red]failed[/red]" if "failed" in self.problem else "[yellow]stopped[/yellow]"
         if s.error and (proc is None or not proc.running):
             return "[red]failed[/red]"
+        if s.interrupted and proc is None:
+            return "[yellow]stopped[/yellow]"
         if proc is not None and proc.stopping:
             return "[yellow]stopping…[/yellow]"
         if proc is not None and proc.paused:
@@ -167,7 +193,12 @@ class RunScreen(Screen):
             line2 += f" · took {format_duration(s.wall_seconds)}"
         if s.losses:
             line2 += f" · loss {s.losses[-1]:.4g}"
-        self.query_one("#run-status", Static).update(line1 + "\n" + line2)
+        if s.threads:
+            line2 += f" · {s.threads} thread{'s' if s.threads != 1 else ''}"
+        pid = self.run_pid()
+        usage = self.meter.text(pid)
+        line3 = f"\n[dim]process {pid}[/dim] · {usage}" if usage else ""
+        self.query_one("#run-status", Static).update(line1 + "\n" + line2 + line3)
         message = self.problem or ""
         if not message and s.error:
             message = f"[b]run error:[/b] {s.error}"
@@ -186,17 +217,18 @@ class RunScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         live = self.process is not None and self.process.running
         if action == "pause":
-            return live and hasattr(signal, "SIGSTOP")  # POSIX only
+            return (live or self.started_outside()) and hasattr(signal, "SIGSTOP")  # POSIX only
         if action == "stop":
-            return live
+            return live or self.started_outside()  # outside: the key says why it cannot
         if action == "resume_run":
-            return not live and not self.state.ended and self.checkpointed()
+            return not live and self.outside_pid is None and not self.state.ended and self.checkpointed()
         if action == "export":
             return self.state.ended
         return True
 
     def action_pause(self) -> None:
         if self.process is None:
+            self.notify(outside_advice("pause", external_pid(self.run_dir)), severity="warning", timeout=10)
             return
         if self.process.paused:
             self.process.resume()
@@ -205,9 +237,11 @@ class RunScreen(Screen):
         self.show_status()
 
     def action_stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.show_status()
+        if self.process is None:
+            self.notify(outside_advice("stop", external_pid(self.run_dir)), severity="warning", timeout=10)
+            return
+        self.process.stop()
+        self.show_status()
 
     def action_resume_run(self) -> None:
         self.problem, self.exit_seen = None, False
@@ -217,6 +251,16 @@ class RunScreen(Screen):
     def action_export(self) -> None:
         if self.state.model is not None:
             self.app.open_export(self.run_dir, self.state.model, self.state.n_to)
+
+
+def outside_advice(what: str, pid: int | None) -> str:
+    """Why `p`/`s` cannot act on a run this app did not start (it has no process handle), and what can."""
+    if pid is None:
+        return (f"cannot {what} this run from here: it was started outside the app and no process writing it was "
+                "found on this machine (another machine, or gone?)")
+    how = (f"pause it with kill -STOP {pid}, resume with kill -CONT {pid}" if what == "pause" else
+           f"stop it with Ctrl-C in its terminal or kill -INT {pid} (it checkpoints first)")
+    return f"this run was started outside the app (pid {pid}): {how}"
 
 
 def exit_reason(code: int) -> str:

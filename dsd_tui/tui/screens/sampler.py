@@ -150,8 +150,11 @@ class SamplerScreen(Screen):
 
     def action_steps(self, delta: int) -> None:
         counts = list(self.models)
-        i = min(max(counts.index(self.steps) + delta, 0), len(counts) - 1)
-        self.query_one("#steps", Select).value = counts[i]
+        i = counts.index(self.steps) + delta
+        if 0 <= i < len(counts):
+            self.query_one("#steps", Select).value = counts[i]
+        else:  # say why nothing changes
+            self.notify(steps_limit(counts, self.steps, delta), severity="warning", timeout=4)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next_class":
@@ -178,3 +181,12 @@ class SamplerScreen(Screen):
             self.notify(f"cannot save {path}: {exc.strerror or exc}", severity="error")
             return
         self.notify(f"saved {path}")
+
+
+def steps_limit(counts: list[int], steps: int, delta: int) -> str:
+    """Why `[`/`]` cannot go further: one step count exported, or already the fewest/most."""
+    more = "go back (esc) and type more step counts, e.g. 2 4 8"
+    if len(counts) == 1:
+        return f"only {steps} steps exported; to compare step counts, {more}"
+    edge = "fewest" if delta < 0 else "most"
+    return f"{steps} steps is the {edge} exported ({', '.join(map(str, counts))}); for others, {more}"

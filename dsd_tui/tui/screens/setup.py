@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +13,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from ..catalog import Catalog, load_catalog, method_label
 from ..messages import CatalogLoaded
 from ..recent import RecentRun, recent_runs
-from ..setup_form import CHECKPOINT, DEFAULTS, DistillRequest, check
+from ..setup_form import CHECKPOINT, CROSS_CHECKED, DEFAULTS, DistillRequest, check
 
 FIELDS = [  # (key, label, kind); kind "select" or "input"
     ("model", "model", "select"), ("path", "checkpoint", "input"),
@@ -22,6 +23,8 @@ FIELDS = [  # (key, label, kind); kind "select" or "input"
     ("lr", "lr", "input"), ("seed", "seed", "input"),
 ]
 PLACEHOLDERS = {"path": "file or diffusers folder"}
+RECENT_COLUMNS = ("run", "method", "steps", "progress", "status")
+RUN_NAME_MIN = 8  # the run column's narrowest; below it the table scrolls sideways
 
 
 def choices(catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
@@ -30,6 +33,15 @@ def choices(catalog: Catalog) -> dict[str, list[tuple[str, str]]]:
         "method": [(method_label(m), m) for m in catalog.methods],
         "schedule": [(s, s) for s in catalog.schedules],
     }
+
+
+def shorten(text: str, width: int) -> str:
+    """The head and the tail of a name too long for its column (a run name ends in its time stamp)."""
+    if cell_len(text) <= width:
+        return text
+    tail = (width - 1) * 2 // 3
+    head = max(width - 1 - tail, 0)
+    return text[:head] + "…" + (text[-tail:] if tail else "")
 
 
 def default_choice(options: list[tuple[str, str]], wanted: object) -> str:
@@ -72,7 +84,7 @@ class SetupScreen(Screen):
     def on_mount(self) -> None:
         self.fill_choices(self.app.catalog)
         table = self.query_one("#recent", DataTable)
-        table.add_columns("run", "method", "steps", "progress", "status")
+        table.add_columns(*RECENT_COLUMNS)
         self.refresh_recent()
         self.query_one("#start", Button).focus()
         if not self.app.catalog.loaded:
@@ -80,6 +92,10 @@ class SetupScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.refresh_recent()
+
+    def on_resize(self) -> None:
+        if hasattr(self, "runs"):  # not before the first refresh_recent
+            self.show_recent()
 
     @work(exclusive=True, group="catalog")
     async def ask_engine(self) -> None:
@@ -118,11 +134,17 @@ class SetupScreen(Screen):
                 error.update(errors.get(key, ""))
                 error.display = key in errors
             self.query_one(f"#{key}").set_class(key in errors and (show is None or key in show), "-invalid")
+        if request is not None:
+            self.query_one("#start-note", Static).update("")  # "fix the fields marked above" is done
         return request
+
+    def validate_field(self, key: str) -> None:
+        """Show the field's own error, and the step-count rules' as soon as any field they read changes."""
+        self.validate(show={key, *CROSS_CHECKED} if key in CROSS_CHECKED else {key})
 
     @on(Input.Changed)
     def input_changed(self, event: Input.Changed) -> None:
-        self.validate(show={event.input.id})
+        self.validate_field(event.input.id)
 
     @on(Select.Changed)
     def select_changed(self, event: Select.Changed) -> None:
@@ -131,7 +153,7 @@ class SetupScreen(Screen):
             path.disabled = event.value != CHECKPOINT
             if not path.disabled:
                 path.focus()
-        self.validate(show={event.select.id})
+        self.validate_field(event.select.id)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#start")
@@ -146,14 +168,25 @@ class SetupScreen(Screen):
 
     # -- recent runs --------------------------------------------------------------------------------
     def refresh_recent(self) -> None:
-        table = self.query_one("#recent", DataTable)
-        table.clear()
         self.runs: list[RecentRun] = recent_runs(self.app.runs_root)
-        for run in self.runs:
-            progress = f"{run.update}/{run.updates}"
-            table.add_row(run.path.name, method_label(run.method), f"{run.steps} {run.schedule}", progress, run.status)
-        if not self.runs:
-            table.add_row(f"none yet in {self.app.runs_root}/", "", "", "", "")
+        self.show_recent()
+
+    def show_recent(self) -> None:
+        """The runs, their names shortened so that the status column stays in view at any width."""
+        rows = [(run.path.name, method_label(run.method), f"{run.steps} {run.schedule}",
+                 f"{run.update}/{run.updates}", run.status) for run in self.runs]
+        if not rows:
+            rows = [(f"none yet in {self.app.runs_root}/", "", "", "", "")]
+        table = self.query_one("#recent", DataTable)
+        width = table.size.width or self.app.size.width - 2  # before the first layout: the screen less padding
+        others = sum(2 + max(cell_len(row[i]) for row in [RECENT_COLUMNS, *rows]) for i in range(1, 5))
+        scrollbar = table.styles.scrollbar_size_vertical  # kept free: many runs scroll
+        name_width = max(RUN_NAME_MIN, width - others - 2 - scrollbar)
+        cursor = table.cursor_row
+        table.clear()
+        for name, *rest in rows:
+            table.add_row(shorten(name, name_width), *rest)
+        table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def selected_run(self) -> RecentRun | None:
         table = self.query_one("#recent", DataTable)

@@ -1,4 +1,5 @@
-"""The loss per update with a smoothed line over it (textual-plotext)."""
+"""The loss per update with a smoothed line over it, and a vertical line where each stage begins: the loss
+jumps there (a new, finer grid to learn), which is not divergence (textual-plotext)."""
 
 from __future__ import annotations
 
@@ -18,22 +19,31 @@ def binned(xs: list[int], ys: list[float], bins: int) -> tuple[list[float], list
 
 
 class LossPlot(PlotextPlot):
-    """Holds the run's losses; redraws on `set_losses`."""
+    """Holds the run's losses and stage starts; redraws on `set_losses`."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.updates: list[int] = []
         self.losses: list[float] = []
+        self.stage_starts: list[int] = []
 
     def on_mount(self) -> None:
         super().on_mount()
         self.replot()
 
-    def set_losses(self, updates: list[int], losses: list[float]) -> None:
-        if len(updates) == len(self.updates) and updates[-1:] == self.updates[-1:]:
+    def set_losses(self, updates: list[int], losses: list[float], stage_starts: list[int] = ()) -> None:
+        if len(updates) == len(self.updates) and updates[-1:] == self.updates[-1:] \
+                and list(stage_starts) == self.stage_starts:
             return
-        self.updates, self.losses = list(updates), list(losses)
+        self.updates, self.losses, self.stage_starts = list(updates), list(losses), list(stage_starts)
         self.replot()
+
+    def boundaries(self) -> list[float]:
+        """Where the plot draws stage lines: between the last update of a stage and the first of the next,
+        for the stages that began after the first loss shown."""
+        if not self.updates:
+            return []
+        return [u - 0.5 for u in self.stage_starts if self.updates[0] < u <= self.updates[-1]]
 
     def replot(self) -> None:
         plt = self.plt
@@ -42,6 +52,8 @@ class LossPlot(PlotextPlot):
         plt.title("loss per update")
         if self.losses:
             x, y = binned(self.updates, self.losses, max(10, 2 * self.size.width))
+            for boundary in self.boundaries():
+                plt.vline(boundary, color="orange")  # plotext draws its "yellow" purple
             plt.plot(x, y, marker="braille", color="gray")
             plt.plot(x, smooth(y, alpha=min(0.3, 20 / max(20, len(y)))), marker="braille", color="cyan")
         self.refresh()
