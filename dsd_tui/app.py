@@ -62,7 +62,7 @@ class DsdApp(App):
         self.push_screen(RunScreen(run_dir, self.track(RunProcess.start(request.argv(run_dir), run_dir))))
 
     def launch_resume(self, run_dir: Path) -> RunProcess:
-        return self.track(RunProcess.start(resume_argv(run_dir, self.threads), run_dir))
+        return self.track(RunProcess.start(resume_argv(run_dir), run_dir))
 
     def resume_run(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(run_dir, self.launch_resume(run_dir)))
@@ -108,7 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dsd-tui", description="The dsd terminal app.")
     parser.add_argument("--attach", type=Path, metavar="RUN_DIR", help="watch this run folder (running or not)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where new runs go (default: ./runs)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for runs and sampling (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for new runs and sampling (default 1; a resumed run keeps its own)")
     parser.add_argument("--hang-after", type=float, default=60.0, metavar="S",
                         help="warn when a running run has written no event for S seconds (default 60)")
     args = parser.parse_args(argv)

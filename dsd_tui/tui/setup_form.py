@@ -63,8 +63,9 @@ class DistillRequest:
                         "--threads", str(self.threads))
 
 
-def resume_argv(run_dir: Path, threads: int = 1) -> list[str]:
-    return dsd_argv("distill", "--resume", str(run_dir), "--threads", str(threads))
+def resume_argv(run_dir: Path) -> list[str]:
+    """No --threads: the run resumes with the thread count it recorded, so it still ends bit-identical."""
+    return dsd_argv("distill", "--resume", str(run_dir))
 
 
 def _int(text: str, name: str, low: int) -> int:
