@@ -9,6 +9,7 @@ the `test` split can serve as the real-data floor.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -57,14 +58,20 @@ def accuracy(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor) -> float
     return float((model.eval()(x).argmax(1) == y).float().mean())
 
 
-def train_classifier(epochs: int = 40, batch: int = 64, lr: float = 2e-3, seed: int = 0) -> tuple[DigitsClassifier, float]:
-    """Train on the digits' train split; return the model and its held-out test accuracy."""
+def train_classifier(epochs: int = 40, batch: int = 64, lr: float = 2e-3, seed: int = 0,
+                     on_step: Callable[[int, int], None] | None = None) -> tuple[DigitsClassifier, float]:
+    """Train on the digits' train split; return the model and its held-out test accuracy. `on_step(done,
+    total)` follows the optimizer steps (for a progress bar)."""
+    if epochs < 1 or batch < 1:
+        raise DsdError(f"epochs and batch must be at least 1, got {epochs} and {batch}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = load_digits("train")
     model = DigitsClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * -(-len(x) // batch))
+    total = epochs * -(-len(x) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total)
+    done = 0
     for _ in range(epochs):
         model.train()
         order = torch.randperm(len(x), generator=gen)
@@ -75,6 +82,9 @@ def train_classifier(epochs: int = 40, batch: int = 64, lr: float = 2e-3, seed: 
             loss.backward()
             opt.step()
             sched.step()
+            done += 1
+            if on_step is not None:
+                on_step(done, total)
     return model.eval(), accuracy(model, *load_digits("test"))
 
 

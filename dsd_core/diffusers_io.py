@@ -4,6 +4,11 @@ model, and write a distilled model back as a pipeline folder that diffusers samp
 
 The scheduler config (β schedule, prediction type) comes from the pipeline's `scheduler/` folder; a bare UNet
 folder gets diffusers' DDPM defaults (linear β 1e-4 … 0.02, ε). diffusers is optional and imported lazily.
+
+Only diffusers models are written back. The built-in UNet maps onto a `UNet2DModel` block for block (time
+embedding, ResBlocks, single-head attention, resampling) except in its middle: ResBlock, attention, ResBlock,
+attention, where diffusers' `UNetMidBlock2D` has one attention between its two ResBlocks and no setting for a
+second. No UNet2DModel computes the built-in models' function, so they leave as dsd checkpoints or ONNX.
 """
 
 from __future__ import annotations
@@ -125,18 +130,36 @@ def _from_hub(diffusers, hub_id: str):
     return unet, sched_config
 
 
-def save_diffusers(loaded, out: str | Path, steps: int | None) -> Path:
-    """Write a `DDIMPipeline` folder (unet/, scheduler/ with trailing spacing, model_index.json), atomically:
-    built in a temporary sibling folder and renamed into place."""
-    diffusers = import_diffusers()
-    model = loaded.model
-    if not isinstance(model, DiffusersUNet):
-        raise DsdError("--save-format diffusers needs a diffusers model (--model a UNet2DModel or pipeline folder)")
+def check_diffusers_model(loaded) -> None:
+    """`save_diffusers` needs a model that came from diffusers (see the module's note on the built-in UNet);
+    checked before a distillation starts, not after it."""
+    if not isinstance(loaded.model, DiffusersUNet):
+        raise DsdError("--save-format diffusers needs a diffusers model (--model a UNet2DModel or pipeline folder); "
+                       "the built-in UNet has no UNet2DModel equivalent: use the dsd format or dsd export --onnx")
+    import_diffusers()
+
+
+def check_pipeline_folder(out: str | Path, replace: bool = False) -> Path:
+    """Where `save_diffusers` may write: a new or empty folder (an existing one only with `replace`), in an
+    existing folder."""
     out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise DsdError(f"{out} already exists; choose a new folder for the diffusers pipeline")
+    if out.exists() and not out.is_dir():
+        raise DsdError(f"{out} is a file; --save-format diffusers writes a pipeline folder")
+    if out.exists() and any(out.iterdir()) and not replace:
+        raise DsdError(f"{out} already exists; pass --force to replace it, or choose a new folder for the pipeline")
     if not out.parent.is_dir():
         raise DsdError(f"output folder does not exist: {out.parent}")
+    return out
+
+
+def save_diffusers(loaded, out: str | Path, steps: int | None, replace: bool = False) -> Path:
+    """Write a `DDIMPipeline` folder (unet/, scheduler/ with trailing spacing, model_index.json), atomically:
+    built in a temporary sibling folder and renamed into place. With `replace`, an existing pipeline folder is
+    swapped out only once the new one is complete."""
+    check_diffusers_model(loaded)
+    diffusers = import_diffusers()
+    model = loaded.model
+    out = check_pipeline_folder(out, replace)
     s = loaded.schedule
     beta_schedule = {v: k for k, v in SCHEDULE_FROM_DIFFUSERS.items()}[s.name]
     scheduler = diffusers.DDIMScheduler(
@@ -150,12 +173,30 @@ def save_diffusers(loaded, out: str | Path, steps: int | None) -> Path:
         (tmp / "dsd.json").write_text(json.dumps({"distilled_steps": steps, "sample_with": {
             "scheduler": "DDIMScheduler", "timestep_spacing": "trailing", "num_inference_steps": steps, "eta": 0.0,
             "use_clipped_model_output": True}, "provenance": loaded.meta.get("provenance", {})}, indent=2))
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return _swap_into_place(tmp, out)
+
+
+def _swap_into_place(new: Path, out: Path) -> Path:
+    """Rename the finished folder `new` to `out`; an existing `out` is moved aside first, put back if the
+    rename fails, and deleted only after it worked."""
+    aside = None
+    try:
+        if out.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent)) / out.name
+            out.rename(aside)
+        new.rename(out)
+    except OSError as exc:
+        if aside is not None and aside.exists() and not out.exists():
+            aside.rename(out)
+        if aside is not None and not aside.exists():
+            shutil.rmtree(aside.parent, ignore_errors=True)
+        shutil.rmtree(new, ignore_errors=True)
+        raise DsdError(f"cannot write {out}: {exc.strerror or exc}") from None
+    if aside is not None:
+        shutil.rmtree(aside.parent, ignore_errors=True)
     return out
 
 

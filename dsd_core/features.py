@@ -25,6 +25,7 @@ FEATURE_NAMES = ("digits", "inception")
 
 class FeatureExtractor(Protocol):
     name: str
+    dim: int  # feature width: how many samples make the scores stable depends on it
 
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
 
@@ -35,7 +36,9 @@ class DigitsFeatures:
     name = "digits"
 
     def __init__(self, path: str | Path | None = None):
-        from .classifier import load_classifier
+        from .classifier import FEATURE_DIM, load_classifier
+
+        self.dim = FEATURE_DIM
 
         path = path or Path(str(resources.files("dsd_core.assets").joinpath("digits_classifier.safetensors")))
         self.model, self.meta = load_classifier(path)
@@ -53,6 +56,7 @@ class InceptionFeatures:
     """Inception-v3 2048-d pool features (torch-fidelity's port of the TensorFlow FID network)."""
 
     name = "inception"
+    dim = 2048
 
     def __init__(self, weights: str | Path | None, device: str | torch.device = "cpu", batch: int = 64):
         if weights is None:

@@ -8,10 +8,11 @@ run ends bit-identical to an uninterrupted one (on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -74,6 +75,15 @@ class TrainConfig:
         check_amp(self.amp)
         if not 0.0 <= self.label_dropout < 1.0:
             raise DsdError(f"label-dropout must be in [0, 1), got {self.label_dropout}")
+
+
+def short_run_message(cfg: TrainConfig) -> str | None:
+    """A run that ends inside the learning-rate warm-up has barely trained: its samples are noise. (The EMA is
+    no such trap here: its decay warms up as (1+n)/(10+n), so it averages about the last n/9 steps.)"""
+    if cfg.steps >= cfg.warmup:
+        return None
+    return (f"{cfg.steps} steps end inside the {cfg.warmup}-step learning-rate warm-up: the model will sample "
+            f"noise; train for thousands of steps (default {TrainConfig.steps})")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -210,7 +220,10 @@ class Trainer:
         images = sample(loaded, self.cfg.sample_steps, num=64, seed=0, device=self.device, classes=classes)
         return write_samples(to_uint8(images), self.run.samples / f"step_{self.step:07d}.png")
 
-    def run_loop(self, on_progress: Callable[[int, float], None] | None = None, resume: bool = False) -> Path:
+    def run_loop(self, on_progress: Callable[[int, float], None] | None = None, resume: bool = False,
+                 phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> Path:
+        """Train to the end. `phase(name)` wraps the steps between training steps that take a while (preview
+        grids, checkpoints, the final save), for a front end to name them."""
         if resume and not self.load_state():
             raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE})")
         if resume and self.step >= self.cfg.steps and (self.run.root / MODEL_FILE).exists():
@@ -254,13 +267,16 @@ class Trainer:
                 losses.clear()
                 sd_losses.clear()
             if self.step % self.cfg.sample_every == 0 or self.step == self.cfg.steps:
-                self.run.event("samples", step=self.step, path=str(self.preview()))
+                with phase("sampling a preview grid"):
+                    self.run.event("samples", step=self.step, path=str(self.preview()))
             stop = stop_requested() and self.step < self.cfg.steps  # Ctrl-C: checkpoint, then stop
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or stop:
-                self.run.event("checkpoint", step=self.step, path=str(self.save_state()))
+                with phase("saving a checkpoint"):
+                    self.run.event("checkpoint", step=self.step, path=str(self.save_state()))
             if stop:
                 self.run.event("interrupted", step=self.step)
                 raise Interrupted(f"checkpoint at step {self.step} saved; resume with: dsd train --resume {self.run.root}")
-        path = self.save_model()
+        with phase("saving the EMA model"):
+            path = self.save_model()
         self.run.event("end", step=self.step, model=str(path))
         return path

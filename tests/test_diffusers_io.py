@@ -104,6 +104,21 @@ def test_distil_write_back_export_and_sample_end_to_end(pipeline_dir, tmp_path):
     assert np.abs(torch_imgs.astype(int) - to_uint8(torch.from_numpy(theirs)).astype(int)).max() <= 1
 
 
+def test_force_replaces_a_pipeline_folder_only_once_the_new_one_is_written(pipeline_dir, tmp_path):
+    out = tmp_path / "pipe"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous pipeline")
+    args = ["distill", "--model", pipeline_dir, "--schedule", "naive", "--to", 2, "--updates", 1, "--batch", 2,
+            "--ema", 0, "--sample-every", 100, "--save-format", "diffusers", "--out", out, "--threads", 1]
+    result = run(*args, "--run-dir", tmp_path / "r1")
+    assert result.exit_code == 2 and "already exists" in result.stderr and not (tmp_path / "r1").exists()
+    result = run(*args, "--run-dir", tmp_path / "r2", "--force")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["dsd.json", "model_index.json", "scheduler", "unet"]
+    assert load_model(out).distilled_steps == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "r2"]  # no folder moved aside is left
+
+
 def test_hub_id_offline_is_one_line(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")

@@ -1,5 +1,5 @@
 """The evaluation path: sample archives and folders read back exactly, the classifier features, the floor,
-mode collapse caught by recall, and `dsd eval` end to end."""
+mode collapse caught by recall, FD's standard error against fresh draws, and `dsd eval` end to end."""
 
 import json
 import pickle
@@ -18,6 +18,7 @@ from dsd_core.errors import DsdError
 from dsd_core.evaluate import digits_reference, evaluate, folder_reference, read_samples
 from dsd_core.features import DigitsFeatures, InceptionFeatures, get_extractor
 from dsd_core.images import to_uint8, write_samples
+from dsd_core.metrics import fd, fd_standard_error
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample
 from dsd_tui.cli import app
@@ -58,12 +59,31 @@ def test_sample_archive_and_folder_read_back_exactly(tmp_path):
     np.testing.assert_array_equal(from_folder, from_npz)
 
 
+def test_fd_standard_error_is_the_spread_of_fresh_draws():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2000, 8))
+
+    def draw(n):
+        return rng.normal(size=(n, 8)) * 1.2 + 0.3
+
+    fresh = [fd(real, draw(200)) for _ in range(40)]  # what the standard error should predict
+    errors = [fd_standard_error(real, draw(200)) for _ in range(10)]
+    assert 0.65 < np.mean(errors) / np.std(fresh, ddof=1) < 1.5
+    four_times = np.mean([fd_standard_error(real, draw(800)) for _ in range(10)])
+    assert 1.6 < np.mean(errors) / four_times < 2.5  # ∝ 1/√n
+    x = draw(50)
+    assert fd_standard_error(real, x) == fd_standard_error(real, x)  # the groups are seeded
+    with pytest.raises(DsdError, match="at least 3 samples"):
+        fd_standard_error(real, x[:2])
+
+
 def test_folder_and_npz_evaluate_identically(tmp_path, ref, feats):
     images = to_uint8(load_digits("test")[0])[:60]
     write_samples(images, tmp_path / "s.npz")
     write_samples(images, tmp_path / "imgs")
-    a = evaluate(read_samples(tmp_path / "s.npz"), ref, feats)
-    b = evaluate(read_samples(tmp_path / "imgs"), ref, feats)
+    with pytest.warns(UserWarning, match="60 samples are too few"):
+        a = evaluate(read_samples(tmp_path / "s.npz"), ref, feats)
+    b = evaluate(read_samples(tmp_path / "imgs"), ref, feats, warn=False)
     assert a == b
 
 

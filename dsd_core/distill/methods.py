@@ -1,5 +1,6 @@
-"""The distillation methods one engine runs, and which update each stage of a run uses. No torch here: the
-terminal app offers and checks these before it starts a run."""
+"""The distillation methods one engine runs, which update each stage of a run uses, what an update costs and
+when a run is too short for its EMA. No torch here: the terminal app offers and checks these before it starts
+a run."""
 
 from __future__ import annotations
 
@@ -22,3 +23,28 @@ def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
     if not 1 <= n_pd < n_stages:
         raise DsdError(f"--pd-stages {n_pd} leaves no DSD stage among the schedule's {n_stages}")
     return ["dsd"] * (n_stages - n_pd) + ["pd"] * n_pd
+
+
+def nfe_text(method: str, methods: list[str], guided_cost: int = 1) -> str:
+    """The network evaluations of an update for the methods a run actually uses, e.g. `DSD 2 NFE per
+    trajectory and update`; `guided_cost` 2 when classifier-free guidance doubles the DSD update."""
+    parts = []
+    if "dsd" in methods:
+        guided = " with guidance" if guided_cost > 1 else ""
+        parts.append(f"{'TSD' if method == 'tsd' else 'DSD'} {NFE_PER_SAMPLE['dsd'] * guided_cost} NFE per "
+                     f"trajectory and update{guided}")
+    if "pd" in methods:
+        parts.append(f"PD {NFE_PER_SAMPLE['pd']} NFE per image and update")
+    return ", ".join(parts)
+
+
+def ema_short_run_message(updates: int, ema_decay: float) -> str | None:
+    """The saved weights are the EMA, which starts at the undistilled model and, at a constant decay d, still
+    holds d^updates of it at the end. A run shorter than one time constant 1/(1−d) saves a model that is more
+    than a third (1/e) the undistilled one: say so before it starts."""
+    if ema_decay <= 0 or updates * (1 - ema_decay) >= 1:
+        return None
+    share = ema_decay ** updates
+    return (f"{updates} updates are shorter than the EMA's time constant ({1 / (1 - ema_decay):.0f} updates at "
+            f"--ema {ema_decay:g}): {100 * share:.0f} % of the saved weights stay the undistilled model's; "
+            f"use more --updates or a lower --ema")

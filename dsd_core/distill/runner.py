@@ -21,11 +21,12 @@ histogram is gathered; rank 0 alone writes events, previews and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -65,6 +66,7 @@ from .stepping import Stage, StepHistogram, build_stages
 
 MODEL_FILE = "model.safetensors"
 MAX_NAN_STREAK = 20
+PREVIEW = "sampling a preview grid"
 
 
 @dataclass
@@ -297,6 +299,11 @@ class Distiller:
                         guidance=self.cfg.guidance)
         return write_samples(to_uint8(images), path)
 
+    def stage_start_name(self, si: int) -> str:
+        """What starting stage `si` does, for a front end: a DSD stage samples its pool up to each trajectory's
+        starting pair (the warm-up: no loss exists yet); a PD stage only copies weights."""
+        return "starting a PD round" if self.methods[si] == "pd" else "filling the trajectory pool"
+
     def start_stage(self, si: int) -> None:
         """DSD stages park the trajectory pool on the new grid; a PD stage starts a round: the student
         continues from the EMA weights, which also become the frozen teacher, with a fresh optimizer."""
@@ -360,7 +367,10 @@ class Distiller:
             event.update(loss=None, skipped=True)
         return event
 
-    def run_loop(self, on_progress: Callable[[int, dict], None] | None = None, resume: bool = False) -> Path:
+    def run_loop(self, on_progress: Callable[[int, dict], None] | None = None, resume: bool = False,
+                 phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> Path:
+        """Distil to the end. `phase(name)` wraps the steps between updates that take a while (filling the
+        trajectory pool at a stage's start, preview grids, checkpoints, the final save), for a front end."""
         if resume and not self.load_state():
             raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE}: it stopped before its first "
                            "checkpoint); start it again with another --run-dir")
@@ -371,12 +381,14 @@ class Distiller:
         else:
             self.run.write_config(self.config_dict())
             self.run.event("config", **self.config_dict())
-            self.run.event("samples", update=0, path=str(self.preview("update_0000000")), label="undistilled")
+            with phase(PREVIEW):
+                self.run.event("samples", update=0, path=str(self.preview("update_0000000")), label="undistilled")
         while self.update < self.cfg.updates:
             start = time.perf_counter()
             si = self.stage_index(self.update)
             if si != self.pool_stage:
-                self.start_stage(si)
+                with phase(self.stage_start_name(si)):
+                    self.start_stage(si)
                 self.run.event("stage", index=si, steps=self.stages[si].steps, method=self.methods[si],
                                target_steps=self.stages[si].target_steps, updates=self.stages[si].updates)
             event = self.step()
@@ -397,18 +409,24 @@ class Distiller:
             if self.update == self.stage_ends[si]:
                 steps = self.stages[si].target_steps
                 if steps != self.cfg.n_to and steps & (steps - 1) == 0:
-                    path = self.save_distilled(self.run.root / f"model-{steps}steps.safetensors", steps)
+                    with phase(f"saving the {steps}-step model"):
+                        path = self.save_distilled(self.run.root / f"model-{steps}steps.safetensors", steps)
                     self.run.event("snapshot", update=self.update, steps=steps, path=str(path))
             if self.update % self.cfg.sample_every == 0 or self.update == self.cfg.updates:
-                self.run.event("samples", update=self.update, path=str(self.preview(f"update_{self.update:07d}")))
+                with phase(PREVIEW):
+                    path = self.preview(f"update_{self.update:07d}")
+                self.run.event("samples", update=self.update, path=str(path))
             stop = stop_requested() and self.update < self.cfg.updates  # Ctrl-C: checkpoint, then stop
             if self.update % self.cfg.checkpoint_every == 0 or self.update == self.cfg.updates or stop:
-                self.run.event("checkpoint", update=self.update, path=str(self.save_state()))
+                with phase("saving a checkpoint"):
+                    path = self.save_state()
+                self.run.event("checkpoint", update=self.update, path=str(path))
             if stop:
                 self.run.event("interrupted", update=self.update)
                 raise Interrupted(f"checkpoint at update {self.update} saved; resume with: dsd distill --resume "
                                   f"{self.run.root}")
-        path = self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
+        with phase("saving the distilled model"):
+            path = self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
         self.run.event("end", update=self.update, model=str(path), nfe=self.nfe, skipped=self.skipped,
                        wall_seconds=round(self.elapsed, 1))
         return path

@@ -8,12 +8,20 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from dsd_core.errors import DsdError
 
@@ -149,6 +157,23 @@ def phase(name: str) -> Iterator[None]:
     else:
         err_console.print(f"{escape(name)}…", highlight=False)
         yield
+
+
+def bar_phases(bar: Progress, task: TaskID) -> Callable[[str], ContextManager]:
+    """`phase(name)` for steps that run while a bar waits (a preview grid, a checkpoint, the final save): the
+    bar's description names the step until it ends, and the elapsed time keeps ticking. Piped, the bar is
+    hidden, and so are these: a log then holds the command's own lines only (events.jsonl records the steps)."""
+
+    @contextlib.contextmanager
+    def show(name: str) -> Iterator[None]:
+        before = next(t.description for t in bar.tasks if t.id == task)
+        bar.update(task, description=f"{before}: {name}")
+        try:
+            yield
+        finally:
+            bar.update(task, description=before)
+
+    return show
 
 
 DeviceOption = typer.Option(None, "--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -14,13 +15,25 @@ from rich.progress import TextColumn
 from dsd_core import defaults
 from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
+from dsd_core.distill.methods import ema_short_run_message, nfe_text
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.runs import RunDir, read_run_config
 
-from .common import (DeviceOption, ThreadsOption, console, progress_bar, refuse_overwrite, run_threads, setup_device,
-                     user_errors)
+from .common import (
+    DeviceOption,
+    ThreadsOption,
+    bar_phases,
+    compute_label,
+    console,
+    phase,
+    progress_bar,
+    refuse_overwrite,
+    run_threads,
+    setup_device,
+    user_errors,
+)
 
 D = DistillConfig()
 
@@ -71,13 +84,10 @@ def distill(
 ) -> None:
     """Distil a model so that it samples well in --to steps; writes RUN_DIR/model.safetensors."""
     with user_errors():
-        if save_format not in ("dsd", "diffusers"):
-            raise DsdError(f"unknown --save-format {save_format!r}; choose dsd or diffusers")
-        if save_format == "diffusers" and out is None:
-            raise DsdError("--save-format diffusers writes a pipeline folder: give it with --out FOLDER")
         if nproc < 1:
             raise DsdError(f"--nproc must be at least 1, got {nproc}")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            check_out(out, save_format, force)  # once here, not once per process
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
         saved = read_run_config(resume, "distill") if resume is not None else None
         dev = setup_device(device, run_threads(threads, saved))
@@ -100,39 +110,69 @@ def distill(
                 raise DsdError(f"{run_dir} already holds a run; --resume it or choose another --run-dir")
             if Path(model).exists():
                 model = str(Path(model).resolve())
-        if out is not None:
-            refuse_overwrite(out, force)
-            if not out.parent.is_dir():
-                raise DsdError(f"output folder does not exist: {out.parent}")
+        check_out(out, save_format, force)
         base, name, sha = load_base(model, dev)
+        if save_format == "diffusers":
+            from dsd_core.diffusers_io import check_diffusers_model
+
+            check_diffusers_model(base)
         distiller = Distiller(base, cfg, run_dir, dev, name, sha, world)
         if not world.main:
             distiller.run_loop(resume=resume is not None)
             ddp.teardown(world)
             return
+        said = ema_short_run_message(cfg.updates, cfg.ema_decay) if saved is None else None
+        if said:
+            warnings.warn(said, UserWarning, stacklevel=1)
         stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
+        nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost)
         console.print(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
-                      f"of batch {cfg.batch} (DSD 2 NFE, PD 3 NFE per sample; ×2 with guidance), device {dev}"
-                      + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}")
-        with progress_bar(TextColumn("grid {task.fields[stage]}"), TextColumn("loss {task.fields[loss]:.4g}")) as bar:
-            task = bar.add_task(cfg.method, total=cfg.updates, loss=float("nan"), stage="-")
+                      f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
+                      + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}",
+                      highlight=False)
+        with progress_bar(TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[loss]}")) as bar:
+            task = bar.add_task(cfg.method, total=cfg.updates, loss="", stage="")  # no loss before the first update
 
             def show(update: int, event: dict) -> None:
                 loss = event.get("loss")
-                bar.update(task, completed=update, stage=event["stage"], loss=float("nan") if loss is None else loss)
+                bar.update(task, completed=update, stage=f"grid {event['stage']}",
+                           loss="loss skipped (non-finite)" if loss is None else f"loss {loss:.4g}")
 
             with stop_at_update_boundary(not world.active):
-                path = distiller.run_loop(show, resume=resume is not None)
+                path = distiller.run_loop(show, resume=resume is not None, phase=bar_phases(bar, task))
         ddp.teardown(world)
         if out is not None and save_format == "diffusers":
             from dsd_core.checkpoint import load_model
             from dsd_core.diffusers_io import save_diffusers
 
-            out = save_diffusers(load_model(path), out, cfg.n_to)
+            with phase(f"writing the diffusers pipeline {out}"):
+                out = save_diffusers(load_model(path), out, cfg.n_to, replace=force)
             console.print(f"wrote the diffusers pipeline {out} (DDIMScheduler, trailing spacing, {cfg.n_to} steps)")
         elif out is not None:
             atomic_write_bytes(out, path.read_bytes())
         console.print(f"wrote {path} ({distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
+
+
+def check_out(out: Path | None, save_format: str, force: bool) -> None:
+    """--out and --save-format, before any work (and before other processes start): what a finished run
+    could otherwise only find out when it writes."""
+    if save_format not in ("dsd", "diffusers"):
+        raise DsdError(f"unknown --save-format {save_format!r}; choose dsd or diffusers")
+    if out is None:
+        if save_format == "diffusers":
+            raise DsdError("--save-format diffusers writes a pipeline folder: give it with --out FOLDER")
+        return
+    refuse_overwrite(out, force)
+    if save_format == "diffusers":
+        from dsd_core.diffusers_io import check_pipeline_folder
+
+        check_pipeline_folder(out, replace=force)
+    elif out.is_dir():
+        raise DsdError(f"{out} is a folder; --out names the checkpoint file (a folder needs --save-format diffusers)")
+    if not out.parent.is_dir():
+        raise DsdError(f"output folder does not exist: {out.parent}")
+    if not os.access(out.parent, os.W_OK):
+        raise DsdError(f"cannot write to {out.parent}: permission denied")
 
 
 def launch(nproc: int, run_dir: Path | None, resume: Path | None, method: str, schedule: str, n_from: int,

@@ -1,27 +1,58 @@
-"""`dsd eval`: score samples (an npz, a folder, or a model sampled on the spot) against real images."""
+"""`dsd eval`: score samples (an npz, a folder, or a model sampled on the spot) against real images.
+
+With `--json -` stdout holds the JSON object alone; the header, table and notes go to stderr."""
 
 from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import load_model
 from dsd_core.errors import DsdError
-from dsd_core.evaluate import across_seeds, evaluate, get_reference, per_class_accuracy, read_samples
+from dsd_core.evaluate import (
+    MIN_SAMPLES,
+    across_seeds,
+    check_samples,
+    evaluate,
+    get_reference,
+    per_class_accuracy,
+    read_samples,
+    small_n_message,
+)
 from dsd_core.features import get_extractor
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample
+from dsd_core.timesteps import ddim_timesteps
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, setup_device, user_errors
+from .common import (
+    DeviceOption,
+    ThreadsOption,
+    compute_label,
+    console,
+    err_console,
+    phase,
+    progress_bar,
+    setup_device,
+    user_errors,
+)
 
 METRICS = ("fd", "precision", "recall", "density", "coverage")
+SE_NOTE = ("± after FD: its standard error from drawing n samples (delete-a-group jackknife over 20 groups of the "
+           "samples, the real images held fixed)")
+
+
+def _cell(scores: dict, metric: str) -> str:
+    value = f"{scores[metric]:.4f}"
+    return f"{value} ± {scores['fd_se']:.3g}" if metric == "fd" and "fd_se" in scores else value
 
 
 def _table(result: dict) -> Table:
@@ -32,7 +63,7 @@ def _table(result: dict) -> Table:
     table.add_column(f"samples (n={result['n']})", justify="right")
     table.add_column(f"real floor (n={floor['n']})", justify="right")
     for m in METRICS:
-        table.add_row(m, f"{result[m]:.4f}", f"{floor[m]:.4f}")
+        table.add_row(m, _cell(result, m), _cell(floor, m))
     if result.get("fd_at_floor_n") is not None:
         table.add_row(f"fd, first {floor['n']} samples", f"{result['fd_at_floor_n']:.4f}", f"{floor['fd']:.4f}")
     return table
@@ -52,63 +83,96 @@ def eval_command(
     class_spec: str = typer.Option(None, "--class", "-c",
                                    help="With a conditional --model: a class id, all (cycling, default) or none."),
     guidance: float = typer.Option(None, "--guidance", "-w", help="With a conditional --model: guidance w."),
-    json_out: str = typer.Option(None, "--json", help="Also write the result as one JSON object to this file ('-': stdout)."),
+    json_out: str = typer.Option(None, "--json",
+                                 help="Also write the result as one JSON object to this file ('-': stdout, which "
+                                      "then holds the JSON alone; the table goes to stderr)."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
-    """Fréchet distance, precision/recall and density/coverage of samples, beside the real-data floor."""
+    """Fréchet distance (± its standard error), precision/recall and density/coverage of samples, beside the
+    real-data floor."""
     with user_errors():
         if (samples is None) == (model is None):
             raise DsdError("give either SAMPLES (an .npz or a folder) or --model M [--steps N --num K]")
+        out = err_console if json_out == "-" else console
         dev = setup_device(device, threads)
         extractor = get_extractor(features, inception, dev)
         ref = get_reference(reference)
-        info: dict = {}
-        if model is not None:
-            loaded = load_model(model, dev)
-            steps = steps if steps is not None else (loaded.distilled_steps or 64)
-            if num < 10:
-                raise DsdError(f"--num must be at least 10 to evaluate, got {num}")
-            if seeds < 1:
-                raise DsdError(f"--seeds must be at least 1, got {seeds}")
-            classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
-            counter = NFECounter()
-            start = time.perf_counter()
-            runs, accuracy = [], []
-            with progress_bar() as bar:
-                task = bar.add_task(f"sample {steps} steps", total=num * seeds)
-                for s in range(seed, seed + seeds):
-                    images = to_uint8(sample(loaded, steps, num, s, batch, dev, counter=counter, classes=classes,
-                                             guidance=w, on_batch=lambda n: bar.advance(task, n)))
-                    runs.append(evaluate(images, ref, extractor))
-                    if classes is not None and hasattr(extractor, "classify") and class_spec != "none":
-                        accuracy.append(per_class_accuracy(extractor.classify(images)[1], classes, null_class(loaded.model)))
-            info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num * seeds),
-                    "sample_seconds": round(time.perf_counter() - start, 3)}
-            if classes is not None:
-                info.update(classes=class_spec or "all", guidance=w)
-            result = {**info, **runs[0]}
-            if accuracy:
-                result["class_accuracy"] = accuracy[0]
-            if seeds > 1:
-                result["seeds"] = seeds
-                result["across_seeds"] = across_seeds(runs)
-        else:
+        if model is None:
             images = read_samples(samples)
-            result = {"samples": str(samples), "steps": None, "nfe": None, **evaluate(images, ref, extractor)}
-        console.print(_table(result))
-        if "across_seeds" in result:
-            spread = result["across_seeds"]
-            console.print(f"over {seeds} noise seeds ({seed}…{seed + seeds - 1}), n = {num} each: " + ", ".join(
-                f"{m} {spread[m]['mean']:.4g} ± {spread[m]['sd']:.2g}" for m in METRICS))
-        if result.get("nfe") is not None:
-            console.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
-        if "class_accuracy" in result:
-            acc = result["class_accuracy"]
-            console.print(f"guidance {result['guidance']:g}: the classifier agrees with the requested class for "
-                          f"{100 * acc['accuracy']:.1f} % of samples (per class: "
-                          + ", ".join(f"{c}: {100 * a:.0f} %" for c, a in acc["per_class"].items()) + ")")
+            check_samples(images, ref)
+            out.print(f"evaluating {len(images)} samples from {escape(str(samples))} against {escape(ref.name)} "
+                      f"({extractor.name} features) on {compute_label(dev)}", highlight=False)
+            result = {"samples": str(samples), "steps": None, "nfe": None, **evaluate(images, ref, extractor, phase)}
+        else:
+            result = _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev, out)
+        _report(result, out)
         if json_out == "-":
             print(json.dumps(result))
         elif json_out:
             atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev, out) -> dict:
+    """Sample `num` images per seed (one bar), then score each seed's images."""
+    loaded = load_model(model, dev)
+    steps = steps if steps is not None else (loaded.distilled_steps or 64)
+    ddim_timesteps(steps, loaded.schedule.num_timesteps)  # a bad step count fails here, before any sampling
+    if num < MIN_SAMPLES:
+        raise DsdError(f"--num must be at least {MIN_SAMPLES} to evaluate, got {num}")
+    if seeds < 1:
+        raise DsdError(f"--seeds must be at least 1, got {seeds}")
+    if batch < 1:
+        raise DsdError(f"--batch must be at least 1, got {batch}")
+    cfg = loaded.model.config
+    shape = (cfg.image_size, cfg.image_size, cfg.in_channels)
+    if shape != ref.images.shape[1:]:
+        raise DsdError(f"the model makes {shape} images but the reference {ref.name} is {ref.images.shape[1:]}")
+    classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
+    said = small_n_message(num, extractor.dim)
+    if said:  # before sampling, not after
+        warnings.warn(said, UserWarning, stacklevel=1)
+    drawn_from = f"seed {seed}" if seeds == 1 else f"{seeds} seeds {seed}…{seed + seeds - 1}"
+    out.print(f"evaluating {escape(str(model))} at {steps} steps: {num} samples ({drawn_from}) against "
+              f"{escape(ref.name)} ({extractor.name} features) on {compute_label(dev)}", highlight=False)
+    counter = NFECounter()
+    start = time.perf_counter()
+    drawn = []
+    with progress_bar() as bar:
+        task = bar.add_task(f"sample {steps} steps", total=num * seeds)
+        for s in range(seed, seed + seeds):
+            drawn.append(to_uint8(sample(loaded, steps, num, s, batch, dev, counter=counter, classes=classes,
+                                         guidance=w, on_batch=lambda n: bar.advance(task, n))))
+    info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num * seeds),
+            "sample_seconds": round(time.perf_counter() - start, 3)}
+    runs, accuracy = [], []
+    for images in drawn:
+        runs.append(evaluate(images, ref, extractor, phase, warn=False))
+        if classes is not None and hasattr(extractor, "classify") and class_spec != "none":
+            accuracy.append(per_class_accuracy(extractor.classify(images)[1], classes, null_class(loaded.model)))
+    if classes is not None:
+        info.update(classes=class_spec or "all", guidance=w)
+    result = {**info, **runs[0]}
+    if accuracy:
+        result["class_accuracy"] = accuracy[0]
+    if seeds > 1:
+        result["seeds"] = seeds
+        result["across_seeds"] = across_seeds(runs)
+    return result
+
+
+def _report(result: dict, out) -> None:
+    """The table and its notes, on `out` (stderr when stdout carries the JSON)."""
+    out.print(_table(result))
+    out.print(SE_NOTE, highlight=False)
+    if "across_seeds" in result:
+        spread, n, first = result["across_seeds"], result["n"], result["seed"]
+        out.print(f"over {result['seeds']} noise seeds ({first}…{first + result['seeds'] - 1}), n = {n} each: "
+                  + ", ".join(f"{m} {spread[m]['mean']:.4g} ± {spread[m]['sd']:.2g}" for m in METRICS))
+    if result.get("nfe") is not None:
+        out.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
+    if "class_accuracy" in result:
+        acc = result["class_accuracy"]
+        out.print(f"guidance {result['guidance']:g}: the classifier agrees with the requested class for "
+                  f"{100 * acc['accuracy']:.1f} % of samples (per class: "
+                  + ", ".join(f"{c}: {100 * a:.0f} %" for c, a in acc["per_class"].items()) + ")")

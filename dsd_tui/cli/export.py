@@ -6,10 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from dsd_core.errors import DsdError
 
-from .common import ForceOption, ThreadsOption, console, err_console, refuse_overwrite, setup_device, user_errors
+from .common import (
+    ForceOption,
+    ThreadsOption,
+    compute_label,
+    console,
+    phase,
+    refuse_overwrite,
+    setup_device,
+    user_errors,
+)
 
 
 def export(
@@ -39,14 +49,24 @@ def export(
         check_output_path(out)
         refuse_overwrite(out, force)
         model = model or default_model(steps if steps is not None else 8)
-        setup_device("cpu", threads)
+        dev = setup_device("cpu", threads)
         loaded = load_model(model)
         if guidance is not None:
             from dsd_core.guidance import check_guidance
 
             check_guidance(loaded.model, None, guidance)
             loaded.meta = {**loaded.meta, "guidance": guidance}
-        with err_console.status(f"exporting {model} to {out} and checking it against torch"):
+        n = steps if steps is not None else loaded.distilled_steps
+        if not step_model:  # the sampler's grid, checked before the export starts
+            from dsd_core.timesteps import ddim_timesteps
+
+            if n is None:
+                raise DsdError("this model was not distilled for a step count; say how many sampling steps (--steps N)")
+            ddim_timesteps(n, loaded.schedule.num_timesteps, spacing)
+        what = "denoiser (step model)" if step_model else f"{n}-step sampler"
+        console.print(f"exporting the {what} of {escape(str(model))} to {escape(str(out))} on {compute_label(dev)}",
+                      highlight=False)
+        with phase("exporting and checking onnxruntime against torch"):
             report = export_onnx(loaded, out, steps, step_model=step_model,
                                  source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip)
         what = f"{report.steps}-step sampler" if report.kind == "sampler" else "denoiser (step model)"

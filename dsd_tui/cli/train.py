@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import typer
@@ -13,9 +14,19 @@ from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.models import UNetConfig, count_parameters
 from dsd_core.runs import RunDir, read_run_config
-from dsd_core.train import TrainConfig, Trainer
+from dsd_core.train import TrainConfig, Trainer, short_run_message
 
-from .common import DeviceOption, ThreadsOption, console, progress_bar, run_threads, setup_device, user_errors
+from .common import (
+    DeviceOption,
+    ThreadsOption,
+    bar_phases,
+    compute_label,
+    console,
+    progress_bar,
+    run_threads,
+    setup_device,
+    user_errors,
+)
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -85,15 +96,18 @@ def train(
                                    attention_levels=_ints(attention, "attention"),
                                    num_classes=int(labels.max()) + 1 if labels is not None else None)
         trainer = Trainer(images, model_cfg, cfg, out, dev, data_name=data_name, data_spec=data, labels=labels)
+        said = short_run_message(cfg) if resume is None else None  # a resumed run was warned when it started
+        if said:
+            warnings.warn(said, UserWarning, stacklevel=1)
         console.print(
             f"training {count_parameters(trainer.model):,} parameters on {images.shape[0]} images "
-            f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, device {dev}"
+            f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, on {compute_label(dev)}"
             + (f"; a DSD update towards {cfg.sd_steps} steps every {cfg.sd_every} step(s)" if cfg.self_distill else "")
         )
         start = time.time()
-        with progress_bar(TextColumn("loss {task.fields[loss]:.4f}")) as bar:
-            task = bar.add_task("train", total=cfg.steps, loss=float("nan"), completed=0)
+        with progress_bar(TextColumn("{task.fields[loss]}")) as bar:
+            task = bar.add_task("train", total=cfg.steps, loss="", completed=0)  # no loss before the first step
             with stop_at_update_boundary():
-                path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=loss),
-                                        resume=resume is not None)
+                path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=f"loss {loss:.4f}"),
+                                        resume=resume is not None, phase=bar_phases(bar, task))
         console.print(f"wrote {path} ({time.time() - start:.0f} s)")
