@@ -99,9 +99,13 @@ class OnnxSampler:
     noise rather than given a session of its own.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, provider: str = "auto"):
+    def __init__(self, path: str | Path, threads: int | None = None, provider: str = "auto", batch: int = 1):
+        """`batch`: the batch size of the first session, the one that reads the metadata; pass the batch the
+        caller will sample with, so that no second session has to be set up for it."""
         self.path, self.threads = Path(path), threads
-        first = open_session(self.path, threads, provider, batch=1)
+        if batch < 1:
+            raise DsdError(f"the batch size must be at least 1, got {batch}")
+        first = open_session(self.path, threads, provider, batch=batch)
         self.metadata = md.read_meta(first.get_modelmeta().custom_metadata_map, str(self.path))
         if self.metadata["kind"] != "sampler":
             raise DsdError(f"{self.path} is the denoiser alone (exported with --step-model); "
@@ -110,7 +114,7 @@ class OnnxSampler:
         if names != self.metadata["inputs"]:
             raise DsdError(f"{self.path}: graph inputs {names} do not match its dsd metadata")
         self.provider: str = first.get_providers()[0]
-        self._sessions = {1: first}
+        self._sessions = {batch: first}
         try:  # metadata is data: anything but plain numbers is refused, never interpreted
             self.steps: int = int(self.metadata["steps"])
             self.image_shape: tuple[int, ...] = tuple(int(n) for n in self.metadata["image_shape"])

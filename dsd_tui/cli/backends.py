@@ -106,7 +106,7 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         from dsd_core.threads import default_threads, usable_cpus
 
         threads = default_threads(usable_cpus())
-    sampler = OnnxSampler(path, threads, provider)
+    sampler = OnnxSampler(path, threads, provider, batch)
     check_baked(path, sampler.metadata, steps, spacing, clip)
     if provider == "cuda" and sampler.provider != CUDA:
         raise DsdError("--device cuda was asked for but onnxruntime could not load its CUDA provider")
