@@ -4,10 +4,10 @@ competing CPU-bound process, for the three CLI jobs a new user runs first; the t
     python benchmarks/threads.py [--repeats 3] [--write]
 
 Each cell is the median wall time of the whole command (start-up included) over the repeats. Rows:
-`default` is dsd's policy (usable CPUs − 1, at most one per physical core, OpenMP threads sleep when idle);
-`1` and `all` are `--threads 1` and `--threads <usable CPUs>` under the same passive wait; `all, spin` is
-`--threads <usable CPUs>` with libgomp's own wait policy (what torch's default did before). The competing
-process is one Python busy loop. Repeats interleave the settings, so a slow spell hits all alike.
+`default` is dsd's policy (usable CPUs − 1, at most one per physical core); `1` and `all` are `--threads 1` and
+`--threads <usable CPUs>` (torch's own default on a machine without hyper-threads); `all, passive` is `all`
+with OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep instead of spinning), the other cure one might try. The
+competing process is one Python busy loop. Repeats interleave the settings, so a slow spell hits all alike.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ def jobs(folder: Path) -> dict[str, list[str]]:
 def settings() -> dict[str, tuple[list[str], dict]]:
     cpus = str(usable_cpus())
     return {"default": ([], {}), "1": (["--threads", "1"], {}), "all": (["--threads", cpus], {}),
-            # an empty OMP_WAIT_POLICY is not a policy: libgomp keeps its own (spin, then sleep)
-            "all, spin": (["--threads", cpus], {"OMP_WAIT_POLICY": ""})}
+            "all, passive": (["--threads", cpus], {"OMP_WAIT_POLICY": "PASSIVE"})}
 
 
 def timed(args: list[str], env: dict, folder: Path) -> float:
@@ -80,7 +79,7 @@ def table(medians: dict, repeats: int) -> str:
     lines = [f"`python benchmarks/threads.py --repeats {repeats} --write` — {platform.machine()}, "
              f"{usable_cpus()} usable CPUs, {os.cpu_count()} logical; median wall time of the whole command (s), "
              f"and the slowdown against the best setting of its row", "",
-             "| job | load | " + " | ".join(f"{n} threads" if n[0].isdigit() else n for n in names) + " |",
+             "| job | load | " + " | ".join(f"{n} thread" if n == "1" else n for n in names) + " |",
              "|---|---|" + "---:|" * len(names)]
     for job, load in dict.fromkeys((j, ld) for j, ld, _ in medians):
         row = [medians[(job, load, n)] for n in names]

@@ -1,7 +1,7 @@
-"""How many CPU threads torch gets by default. Torch's own default (one per physical core) with OpenMP's
-active spin-wait collapses when another process holds a core: every parallel region then waits on a thread the
-OS has descheduled (docs/benchmarks.md, "Threads"). dsd leaves one usable CPU free and lets idle OpenMP threads
-sleep. Torch-free: the policy is set before torch is imported."""
+"""How many CPU threads torch and onnxruntime get by default. Torch's own default (one per physical core)
+collapses when another process holds a core: every parallel region then waits for a thread the OS has
+descheduled, whatever OpenMP's wait policy (docs/benchmarks.md, "Threads"). dsd leaves one usable CPU free.
+Torch-free, so the ONNX path uses the same policy."""
 
 from __future__ import annotations
 
@@ -35,9 +35,3 @@ def default_threads(torch_default: int) -> int:
     if asked > 0:
         return asked
     return max(1, min(torch_default, usable_cpus() - 1))
-
-
-def passive_wait() -> None:
-    """Idle OpenMP threads sleep instead of spinning. Read once when libgomp loads, so this must run before torch
-    is imported; a value the user set is kept."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

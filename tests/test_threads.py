@@ -1,6 +1,5 @@
 """The default thread policy (dsd_core/threads.py): usable CPUs − 1, capped by torch's physical-core choice,
-OMP_NUM_THREADS honoured, OpenMP told to sleep unless the user chose a wait policy; and every sampling line
-says how many threads it used."""
+OMP_NUM_THREADS honoured; and every sampling line says how many threads it used."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import sys
 import pytest
 
 from dsd_core import threads
-from dsd_core.threads import default_threads, passive_wait
+from dsd_core.threads import default_threads
 
 
 @pytest.mark.parametrize("cpus, torch_default, expected", [(1, 1, 1), (2, 2, 1), (8, 4, 4), (16, 16, 15), (4, 2, 2)])
@@ -33,19 +32,10 @@ def test_usable_cpus_is_within_the_affinity_mask():
     assert 1 <= threads.usable_cpus() <= len(os.sched_getaffinity(0))
 
 
-def test_passive_wait_keeps_a_users_choice(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-
-
 def test_sampling_says_its_thread_count(tmp_path, monkeypatch):
     """In fresh processes, as a user runs dsd: torch's own default is only seen before anything changes it."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # here too: default_threads reads it
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 
     def fresh(*args: str) -> str:
         done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120,

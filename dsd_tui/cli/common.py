@@ -104,10 +104,9 @@ def setup_device(device: str | None, threads: int | None) -> torch.device:
     """Pick the device and set torch's CPU threads: `threads` as given, else `dsd_core.threads.default_threads`.
     Every command's header shows the result (`compute_label`)."""
     # torch is imported here, not at the top: `dsd sample` of an .onnx model runs without torch installed
-    from dsd_core.threads import default_threads, passive_wait
-
-    passive_wait()
     import torch
+
+    from dsd_core.threads import default_threads
 
     from dsd_core.device import pick_device
 
