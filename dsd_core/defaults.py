@@ -18,3 +18,10 @@ DISTILL_SEED = 0
 
 # `dsd sample` without --model and --steps: the best shipped few-step model, at its own step count.
 SAMPLE_STEPS = 8
+
+
+def run_folder_name(method: str, schedule: str, n_from: int, n_to: int, stamp: str | None = None) -> str:
+    """A new distillation's folder under runs/ when none is named: what it does and when it started."""
+    import time
+
+    return f"{method}-{schedule}-{n_from}to{n_to}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"

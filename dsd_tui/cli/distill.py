@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -57,7 +57,7 @@ def distill(
     ema: float = typer.Option(D.ema_decay, "--ema", help="EMA decay; the EMA weights are saved."),
     ema_teacher: bool = typer.Option(D.ema_teacher, "--ema-teacher/--self-teacher",
                                      help="Teacher steps use the EMA weights, or the live weights (the authors')."),
-    lockstep: bool = typer.Option(False, "--lockstep", help="All trajectories at the same pair (the authors')."),
+    lockstep: bool = typer.Option(D.lockstep, "--lockstep", help="All trajectories at the same pair (the authors')."),
     teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
                                        help="Run DSD's teacher on this many slices of the batch: less peak memory, "
                                             "more time (see docs/benchmarks.md)."),
@@ -76,13 +76,14 @@ def distill(
                                    help="Classifier-free guidance w of a conditional model, in student and teacher "
                                         "(uncond + w·(cond − uncond); 4 NFE per update unless w is 0 or 1)."),
     amp: str = typer.Option(D.amp, "--amp", help="Mixed precision of the network: off, bf16 or fp16 (CUDA)."),
-    compile_net: bool = typer.Option(False, "--compile", help="torch.compile the network (slow first update)."),
+    compile_net: bool = typer.Option(D.compile, "--compile", help="torch.compile the network (slow first update)."),
     nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes (torchrun; one GPU each, or gloo on "
                                                  "the CPU); --batch is per process."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
     """Distil a model so that it samples well in --to steps; writes RUN_DIR/model.safetensors."""
+    options = dict(locals())
     with user_errors():
         if nproc < 1:
             raise DsdError(f"--nproc must be at least 1, got {nproc}")
@@ -97,15 +98,11 @@ def distill(
             if world.main:
                 RunDir(resume).repair()  # what a kill left: a torn event line, temp files
         else:
-            cfg = DistillConfig(method=method, schedule=schedule, n_from=n_from, n_to=n_to, updates=updates,
-                                batch=batch, lr=lr, pd_lr=pd_lr, pd_stages=pd_stages, data=data, weight=weight, ema_decay=ema, ema_teacher=ema_teacher,
-                                lockstep=lockstep, teacher_chunks=teacher_chunks, seed=seed, sample_every=sample_every,
-                                checkpoint_every=checkpoint_every, guidance=guidance, amp=amp,
-                                compile=compile_net)
+            cfg = config_from_options(options)
             if run_dir is None and world.active:
                 raise DsdError("a data-parallel run needs --run-dir (every process must name the same folder)")
             if run_dir is None:
-                run_dir = Path("runs") / f"{method}-{schedule}-{n_from}to{n_to}-{time.strftime('%Y%m%d-%H%M%S')}"
+                run_dir = Path("runs") / defaults.run_folder_name(method, schedule, n_from, n_to)
             if (run_dir / "config.json").exists():
                 raise DsdError(f"{run_dir} already holds a run; --resume it or choose another --run-dir")
             if Path(model).exists():
@@ -153,6 +150,23 @@ def distill(
         console.print(f"wrote {path} ({distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
 
 
+# Options that are not part of the run's config (where it goes, what it starts from, how it runs), and the
+# config fields whose option has another name; every other option is the config field of its own name.
+NOT_CONFIG = {"model", "run_dir", "resume", "out", "save_format", "force", "nproc", "device", "threads"}
+OPTION_OF_FIELD = {"ema_decay": "ema", "compile": "compile_net"}
+
+
+def config_from_options(options: dict) -> DistillConfig:
+    """The run's config from the command's options, field by field; fields without an option keep their
+    default (tests/test_cli_options.py checks that every option lands in a field)."""
+    values = {}
+    for field in dataclasses.fields(DistillConfig):
+        name = OPTION_OF_FIELD.get(field.name, field.name)
+        if name in options:
+            values[field.name] = options[name]
+    return DistillConfig(**values)
+
+
 def check_out(out: Path | None, save_format: str, force: bool) -> None:
     """--out and --save-format, before any work (and before other processes start): what a finished run
     could otherwise only find out when it writes."""
@@ -187,7 +201,7 @@ def launch(nproc: int, run_dir: Path | None, resume: Path | None, method: str, s
             args = args[:i] + args[i + 1 :]
             break
     if run_dir is None and resume is None:  # every rank must write (or not) into the same folder
-        run_dir = Path("runs") / f"{method}-{schedule}-{n_from}to{n_to}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path("runs") / defaults.run_folder_name(method, schedule, n_from, n_to)
         args += ["--run-dir", str(run_dir)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "dsd_tui.cli", *args]
