@@ -82,6 +82,20 @@ def user_errors() -> Iterator[None]:
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
 
+def config_from_options(config_class, options: dict, option_of_field: dict[str, str]):
+    """A config dataclass from a command's options, field by field: the option of a field's own name, or the
+    one `option_of_field` names; fields without an option keep their default (tests/test_cli_options.py
+    checks that every option of train and distill lands in a field or is known not to be one)."""
+    import dataclasses
+
+    values = {}
+    for field in dataclasses.fields(config_class):
+        name = option_of_field.get(field.name, field.name)
+        if name in options:
+            values[field.name] = options[name]
+    return config_class(**values)
+
+
 def refuse_overwrite(out: Path, force: bool) -> None:
     """Fail before the work, not after: an existing file (or a folder with files) is replaced only with --force."""
     if force or not out.exists() or (out.is_dir() and not any(out.iterdir())):

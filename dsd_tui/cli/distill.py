@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -98,7 +97,7 @@ def distill(
             if world.main:
                 RunDir(resume).repair()  # what a kill left: a torn event line, temp files
         else:
-            cfg = config_from_options(options)
+            cfg = config_from_options(DistillConfig, options, OPTION_OF_FIELD)
             if run_dir is None and world.active:
                 raise DsdError("a data-parallel run needs --run-dir (every process must name the same folder)")
             if run_dir is None:
@@ -154,17 +153,6 @@ def distill(
 # config fields whose option has another name; every other option is the config field of its own name.
 NOT_CONFIG = {"model", "run_dir", "resume", "out", "save_format", "force", "nproc", "device", "threads"}
 OPTION_OF_FIELD = {"ema_decay": "ema", "compile": "compile_net"}
-
-
-def config_from_options(options: dict) -> DistillConfig:
-    """The run's config from the command's options, field by field; fields without an option keep their
-    default (tests/test_cli_options.py checks that every option lands in a field)."""
-    values = {}
-    for field in dataclasses.fields(DistillConfig):
-        name = OPTION_OF_FIELD.get(field.name, field.name)
-        if name in options:
-            values[field.name] = options[name]
-    return DistillConfig(**values)
 
 
 def check_out(out: Path | None, save_format: str, force: bool) -> None:

@@ -36,6 +36,13 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
         raise DsdError(f"--{name} must be comma-separated integers, got {text!r}") from None
 
 
+# Options that are not part of TrainConfig (the data, the network's shape, where the run goes and how it runs),
+# and the fields whose option has another name; every other option is the field of its own name.
+NOT_CONFIG = {"data", "out", "channels", "mults", "res_blocks", "attention", "image_size", "resume", "device",
+              "threads"}
+OPTION_OF_FIELD = {"ema_decay": "ema", "compile": "compile_net"}
+
+
 def train(
     data: str = typer.Option(None, "--data", help="'digits' (the shipped 8×8 digits) or a folder of images."),
     out: Path = typer.Option(None, "--out", help="Run folder: config, events, checkpoints, samples, model."),
@@ -70,6 +77,7 @@ def train(
     threads: int = ThreadsOption,
 ) -> None:
     """Train a denoiser from scratch; the EMA weights end up in OUT/model.safetensors."""
+    options = dict(locals())
     with user_errors():
         saved = read_run_config(resume, "train") if resume is not None else None
         dev = setup_device(device, run_threads(threads, saved))
@@ -83,11 +91,7 @@ def train(
                 raise DsdError("give --data and --out (or --resume RUN_DIR)")
             if (out / "config.json").exists():
                 raise DsdError(f"{out} already holds a run; --resume it or choose another --out")
-            cfg = TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed, ema_decay=ema, prediction=prediction,
-                              schedule=schedule, sample_every=sample_every, checkpoint_every=checkpoint_every,
-                              self_distill=self_distill, sd_every=sd_every, sd_lr_scale=sd_lr_scale,
-                              sd_steps=sd_steps, sd_batch=sd_batch, conditional=conditional,
-                              label_dropout=label_dropout, amp=amp, compile=compile_net)
+            cfg = config_from_options(TrainConfig, options, OPTION_OF_FIELD)
         images, data_name = load_dataset(data, image_size)
         labels = load_labels(data) if cfg.conditional else None
         if resume is None:
