@@ -120,9 +120,8 @@ def setup_device(device: str | None, threads: int | None) -> torch.device:
     # torch is imported here, not at the top: `dsd sample` of an .onnx model runs without torch installed
     import torch
 
-    from dsd_core.threads import default_threads
-
     from dsd_core.device import pick_device
+    from dsd_core.threads import default_threads
 
     if threads is not None:
         if threads < 1:

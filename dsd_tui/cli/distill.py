@@ -25,6 +25,7 @@ from .common import (
     ThreadsOption,
     bar_phases,
     compute_label,
+    config_from_options,
     console,
     phase,
     progress_bar,

@@ -21,6 +21,7 @@ from .common import (
     ThreadsOption,
     bar_phases,
     compute_label,
+    config_from_options,
     console,
     progress_bar,
     run_threads,
