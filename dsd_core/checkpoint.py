@@ -19,7 +19,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .atomic import atomic_write_bytes
-from .builtins import BUILTIN_MODELS, available_builtins, builtin_path, default_model, resolve_model_path  # noqa: F401
+from .builtins import available_builtins, resolve_model_path
 from .ddim import check_prediction
 from .errors import DsdError
 from .models import UNet, UNetConfig

@@ -44,11 +44,6 @@ def unet_folder(path: Path) -> Path | None:
     return None
 
 
-def is_diffusers_folder(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / "config.json").is_file() or (path / "unet" / "config.json").is_file()
-
-
 def looks_like_hub_id(spec: str) -> bool:
     """`owner/name` with no file suffix, and nothing of that name on disk."""
     parts = spec.split("/")

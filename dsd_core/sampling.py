@@ -11,7 +11,7 @@ from .ddim import ddim_sample
 from .guidance import bind, null_class
 from .nfe import NFECounter
 from .noise import initial_noise
-from .schedule import step_pairs
+from .timesteps import step_pairs
 
 __all__ = ["initial_noise", "sample"]
 

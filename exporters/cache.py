@@ -25,7 +25,8 @@ def cached_export_path(source_sha256: str, steps: int, spacing: str, clip_x0: bo
 
 def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on_export=None) -> tuple[Path, int]:
     """The cached sampler export of a checkpoint (made and validated on first use) and its step count."""
-    from dsd_core.checkpoint import file_sha256, load_model, resolve_model_path
+    from dsd_core.builtins import resolve_model_path
+    from dsd_core.checkpoint import file_sha256, load_model
 
     from .onnx_export import export_onnx
 

@@ -13,7 +13,7 @@ from torch import nn
 from dsd_core.checkpoint import LoadedModel
 from dsd_core.ddim import ddim_sample
 from dsd_core.guidance import guided_prediction
-from dsd_core.schedule import step_pairs
+from dsd_core.timesteps import step_pairs
 
 
 class StepGraph(nn.Module):

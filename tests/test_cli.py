@@ -99,7 +99,7 @@ def test_cuda_request_without_gpu(tmp_path):
 
 
 def test_sample_picks_the_shipped_distilled_model_by_step_count(tmp_path):
-    from dsd_core.checkpoint import available_builtins
+    from dsd_core.builtins import available_builtins
 
     for steps in (8, 4, 2):  # the v-prediction family is the better one at every step count
         name = f"digits-v-dsd{steps}"

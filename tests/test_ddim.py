@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dsd_core.ddim import add_noise, ddim_sample, ddim_step, pred_to_x0_eps, target_for
-from dsd_core.schedule import NoiseSchedule, step_pairs
+from dsd_core.schedule import NoiseSchedule
+from dsd_core.timesteps import step_pairs
 
 S = NoiseSchedule("linear")
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dsd_core.ddim import ddim_step
-from dsd_core.schedule import NoiseSchedule, ddim_timesteps, step_pairs
+from dsd_core.schedule import NoiseSchedule
+from dsd_core.timesteps import ddim_timesteps, step_pairs
 
 diffusers = pytest.importorskip("diffusers")
 

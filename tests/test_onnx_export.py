@@ -18,7 +18,7 @@ from dsd_core.ddim import ddim_sample
 from dsd_core.errors import DsdError
 from dsd_core.noise import initial_noise
 from dsd_core.sampling import sample
-from dsd_core.schedule import step_pairs
+from dsd_core.timesteps import step_pairs
 from exporters import onnx_export
 from exporters.onnx_export import export_onnx
 

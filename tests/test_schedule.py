@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from dsd_core.errors import DsdError
-from dsd_core.schedule import NoiseSchedule, ddim_timesteps, step_pairs
+from dsd_core.schedule import NoiseSchedule
+from dsd_core.timesteps import ddim_timesteps, step_pairs
 
 
 def test_linear_schedule_values():

@@ -43,7 +43,8 @@ def require_torch(why: str) -> None:
 def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool, device: str | None,
                  threads: int | None, class_spec: str | None = None, guidance: float | None = None) -> Drawer:
     require_torch("sampling a checkpoint")
-    from dsd_core.checkpoint import default_model, load_model
+    from dsd_core.builtins import default_model
+    from dsd_core.checkpoint import load_model
     from dsd_core.guidance import resolve
     from dsd_core.sampling import sample
 
@@ -92,7 +93,7 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         path, named = Path(model), model
     else:
         require_torch("--backend ort with a checkpoint (it is exported to ONNX on first use)")
-        from dsd_core.checkpoint import default_model
+        from dsd_core.builtins import default_model
         from exporters.cache import cached_export
 
         named = model or f"{default_model(steps)} (the default)"

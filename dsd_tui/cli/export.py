@@ -43,7 +43,8 @@ def export(
     with user_errors():
         if not onnx:
             raise DsdError("say which format: dsd export --onnx OUT.onnx")
-        from dsd_core.checkpoint import default_model, file_sha256, load_model, resolve_model_path
+        from dsd_core.builtins import default_model, resolve_model_path
+        from dsd_core.checkpoint import file_sha256, load_model
         from exporters.onnx_export import check_output_path, export_onnx
 
         check_output_path(out)

@@ -7,7 +7,8 @@ import json
 import typer
 from rich.table import Table
 
-from dsd_core.checkpoint import file_sha256, load_model, resolve_model_path
+from dsd_core.builtins import resolve_model_path
+from dsd_core.checkpoint import file_sha256, load_model
 from dsd_core.models import count_parameters
 
 from .common import console, user_errors
