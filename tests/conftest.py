@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -22,14 +24,20 @@ def _seeded():
     torch.manual_seed(0)
 
 
-@pytest.fixture
-def tiny_model() -> UNet:
+def tiny_unet(num_classes: int | None = None) -> UNet:
+    """The tests' random tiny UNet, the same weights each call (seed 1), perturbed so that its zero-initialised
+    output layers do not make every prediction 0."""
     torch.manual_seed(1)
-    model = UNet(TINY)
-    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+    model = UNet(dataclasses.replace(TINY, num_classes=num_classes))
+    with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model.eval()
+
+
+@pytest.fixture
+def tiny_model() -> UNet:
+    return tiny_unet()
 
 
 @pytest.fixture

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import torch
-
 from dsd_core.checkpoint import file_sha256, load_model, save_model
-from dsd_core.models import UNet
 from dsd_core.schedule import NoiseSchedule
 from exporters.onnx_export import export_onnx
 
-from .conftest import TINY
+from .conftest import tiny_unet
 
 STEPS = 3
 
 
 def tiny_checkpoint(path, num_classes=None, prediction="eps", distilled_steps=STEPS):
     """A random tiny UNet (non-zero output layers, so predictions are not all 0) saved as a checkpoint."""
-    torch.manual_seed(1)
-    model = UNet(dataclasses.replace(TINY, num_classes=num_classes))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return save_model(path, model.eval(), NoiseSchedule("linear"), prediction, ema=True,
+    return save_model(path, tiny_unet(num_classes), NoiseSchedule("linear"), prediction, ema=True,
                       distilled_steps=distilled_steps)
 
 
