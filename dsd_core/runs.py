@@ -1,29 +1,64 @@
 """A run directory: `config.json`, an append-only `events.jsonl`, `checkpoints/` and `samples/`.
 
-Front ends follow a run by reading its event log, one JSON object per line, so the log is flushed per event.
+Front ends follow a run by reading its event log, one JSON object per line (typed in `dsd_core.events`), so the
+log is flushed per event.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from . import __version__
+from . import __version__, events
 from .atomic import atomic_write_bytes, stale_temp_files
 from .errors import DsdError
 
 STATE_FILE = "state.safetensors"  # a run's resumable state, in RUN/checkpoints/
 
 
-class RunDir:
-    """Creates (or reopens, for resume) the folders of a run and appends its events."""
+class RunPaths:
+    """Where a run folder keeps what, without touching the disk (a front end looks at runs it does not write)."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def state_path(self) -> Path:
+        """The resumable state; a run without one cannot be resumed."""
+        return self.checkpoints / STATE_FILE
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def onnx(self) -> Path:
+        """Where the app exports the run's model to ONNX."""
+        return self.root / "onnx"
+
+
+class RunDir(RunPaths):
+    """Creates (or reopens, for resume) the folders of a run and appends its events."""
+
+    def __init__(self, root: str | Path):
+        super().__init__(root)
         try:
-            for sub in ("", "checkpoints", "samples"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            for folder in (self.root, self.checkpoints, self.samples):
+                folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DsdError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
 
@@ -44,23 +79,18 @@ class RunDir:
         except OSError as exc:
             raise DsdError(f"cannot repair {self.events_path}: {exc.strerror or exc}") from None
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def events_path(self) -> Path:
-        return self.root / "events.jsonl"
-
     def write_config(self, config: dict) -> None:
-        atomic_write_bytes(self.root / "config.json", json.dumps(config, indent=2).encode())
+        atomic_write_bytes(self.config_path, json.dumps(config, indent=2).encode())
 
     def event(self, kind: str, **fields) -> None:
-        line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields})
+        """Appends the event of that kind; a misspelt kind or field is a TypeError, before anything is written."""
+        self.write(events.make(kind, **fields))
+
+    def write(self, event: events.Event) -> None:
+        """Appends `event`, stamped with the time now unless it has one."""
+        if event.time is None:
+            event = replace(event, time=round(time.time(), 3))
+        line = events.to_line(event)
         try:
             with open(self.events_path, "a") as f:
                 f.write(line + "\n")
@@ -73,7 +103,7 @@ REQUIRED = {"distill": ("distill", "base_model"), "train": ("train", "data_spec"
 
 def read_run_config(root: str | Path, command: str) -> dict:
     """The config.json of a run folder that `command` made (to resume it), or a one-line error."""
-    path = Path(root) / "config.json"
+    path = RunPaths(root).config_path
     if not path.is_file():
         raise DsdError(f"{root} is not a run folder (no config.json)")
     try:
@@ -94,11 +124,6 @@ def read_run_config(root: str | Path, command: str) -> dict:
 
 
 def read_events(path: str | Path) -> list[dict]:
-    """Every complete event of a log; a torn last line (a run killed mid-write) is ignored."""
-    events = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
+    """Every readable event of a log as its line's dict, for callers that index by key; new code reads typed
+    events with `dsd_core.events.read_events`."""
+    return [events.to_dict(e) for e in events.read_events(path)]

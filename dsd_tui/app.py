@@ -14,6 +14,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from dsd_core import __version__
+from dsd_core.runs import RunPaths
 
 from .tui.catalog import FALLBACK, Catalog
 from .tui.process import RunProcess
@@ -113,8 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hang-after", type=float, default=60.0, metavar="S",
                         help="warn when a running run has written no event for S seconds (default 60)")
     args = parser.parse_args(argv)
-    if args.attach is not None and not (args.attach / "config.json").is_file() \
-            and not (args.attach / "events.jsonl").is_file():
+    attach = RunPaths(args.attach) if args.attach is not None else None
+    if attach is not None and not attach.config_path.is_file() and not attach.events_path.is_file():
         parser.exit(2, f"error: {args.attach} is not a run folder (no config.json or events.jsonl)\n")
     if args.threads < 1:
         parser.exit(2, f"error: --threads must be at least 1, got {args.threads}\n")

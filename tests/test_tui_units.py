@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -10,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
+from dsd_core.events import ConfigEvent, EndEvent, EventTail, LossEvent, ResumeEvent, StageEvent, read_events
 from dsd_tui.tui.grid import compose, fit, tiles_from_grid, to_tiles
 from dsd_tui.tui.recent import recent_runs
 from dsd_tui.tui.runstate import RunState, smooth
 from dsd_tui.tui.setup_form import CHECKPOINT, DEFAULTS, check, short_float
-from dsd_tui.tui.tail import EventTail
 from dsd_tui.tui.widgets.histogram import columns
 
 from .tui_helpers import CATALOG, grid_png, write_finished_run
@@ -25,30 +24,30 @@ def test_tail_waits_for_the_newline_of_a_torn_line(tmp_path):
     tail = EventTail(log)
     assert tail.read_new() == []  # no file yet
     log.write_text('{"event": "config"}\n{"event": "lo')
-    assert [e["event"] for e in tail.read_new()] == ["config"]
+    assert [type(e) for e in tail.read_new()] == [ConfigEvent]
     assert tail.read_new() == []
     with open(log, "a") as f:
-        f.write('ss", "update": 1}\nnot json\n')
-    assert tail.read_new() == [{"event": "loss", "update": 1}]
-    log.write_text('{"event": "end"}\n')  # replaced by a shorter log: start over
-    assert tail.read_new() == [{"event": "end"}]
+        f.write('ss", "update": 1, "loss": 0.5}\nnot json\n')
+    assert tail.read_new() == [LossEvent(update=1, loss=0.5)] and tail.skipped == 1
+    log.write_text('{"event": "end", "model": "m"}\n')  # replaced by a shorter log: start over
+    assert tail.read_new() == [EndEvent(model="m")]
 
 
 def test_state_folds_a_run_and_resume_drops_the_redone_updates(tmp_path):
     run = write_finished_run(tmp_path / "run", updates=40)
     state = RunState()
-    for line in (run / "events.jsonl").read_text().splitlines():
-        state.apply(json.loads(line))
+    for event in read_events(run / "events.jsonl"):
+        state.apply(event)
     assert state.ended and state.update == 40 and state.total_updates == 40
     assert state.updates == list(range(1, 41)) and state.histogram == [40, 0, 40, 0, 20, 0, 20, 0]
     assert state.stage_text() == "4→2 (2/2)" and state.nfe == 8 * 40 + 32
     assert state.rate() == pytest.approx(4.0)  # loss events every 0.25 s
     assert state.first_preview.label == "undistilled" and state.latest_preview.update == 40
-    state.apply({"event": "resume", "update": 30})
+    state.apply(ResumeEvent(update=30))
     assert state.updates[-1] == 30 and len(state.losses) == 30 and state.latest_preview is None
     assert state.rate() is None  # the pause before a resume must not count as slowness
     for u, t in ((31, 1_800_000_000.0), (32, 1_800_000_000.5)):
-        state.apply({"event": "loss", "time": t, "update": u, "nfe": 0, "loss": 0.1})
+        state.apply(LossEvent(time=t, update=u, nfe=0, loss=0.1))
     assert state.rate() == pytest.approx(2.0)
 
 
@@ -57,19 +56,20 @@ def test_stage_starts_mark_the_loss_plot_and_a_resume_drops_the_redone_ones(tmp_
 
     run = write_finished_run(tmp_path / "run", updates=40)
     state = RunState()
-    for line in (run / "events.jsonl").read_text().splitlines():
-        state.apply(json.loads(line))
+    for event in read_events(run / "events.jsonl"):
+        state.apply(event)
     assert state.stage_starts == [1, 21] and state.threads == 1
     plot = LossPlot()
     plot.updates, plot.stage_starts = state.updates, state.stage_starts
     assert plot.boundaries() == [20.5]  # between the stages' updates; none before the first loss
-    state.apply({"event": "resume", "update": 20})  # the checkpoint at the stage's end: the stage event comes again
+    state.apply(ResumeEvent(update=20))  # the checkpoint at the stage's end: the stage event comes again
     assert state.stage_starts == [1]
-    state.apply({"event": "stage", "index": 1, "steps": 4, "target_steps": 2, "updates": 20})
+    state.apply(StageEvent(index=1, steps=4, target_steps=2, updates=20))
     assert state.stage_starts == [1, 21]
 
 
 def test_a_malformed_event_becomes_a_warning_not_an_exception():
+    """A decoded line handed over as a dict is parsed first (a tail skips such lines instead)."""
     state = RunState()
     state.apply({"event": "loss", "update": "x"})
     state.apply({"event": "stage"})

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsd_core.runs import STATE_FILE
+from dsd_core import events as ev
+from dsd_core.runs import RunPaths
 
 from .process import RunProcess
 
@@ -30,57 +31,47 @@ class RecentRun:
         return self.status in ("stopped", "failed") and self.checkpointed
 
 
-def _last_events(path: Path) -> list[dict]:
+def _last_events(paths: RunPaths) -> list[ev.Event]:
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - TAIL_BYTES))
-            lines = f.read().splitlines()
+        return ev.read_events(paths.events_path, last_bytes=TAIL_BYTES)
     except OSError:
         return []
-    events = []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-    return events
 
 
 def describe(run_dir: Path) -> RecentRun | None:
+    paths = RunPaths(run_dir)
     try:
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads(paths.config_path.read_text())
         d = config["distill"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if config.get("command") != "distill":
         return None
     update, status = 0, "stopped"
-    for event in _last_events(run_dir / "events.jsonl"):
-        update = int(event.get("update", update) or update)
-        if event.get("event") == "end":
+    for event in _last_events(paths):
+        update = getattr(event, "update", None) or update  # distill events count updates
+        if isinstance(event, ev.EndEvent):
             status = "finished"
-        elif event.get("event") == "error":
+        elif isinstance(event, ev.ErrorEvent):
             status = "failed"
-        elif event.get("event") == "resume":
+        elif isinstance(event, ev.ResumeEvent):
             status = "stopped"
     if status != "finished" and RunProcess.find(run_dir) is not None:
         status = "running"
     return RecentRun(run_dir, d.get("method", "?"), d.get("schedule", "?"), f"{d.get('n_from')}→{d.get('n_to')}",
-                     update, int(d.get("updates", 0)), status,
-                     (run_dir / "checkpoints" / STATE_FILE).is_file())
+                     update, int(d.get("updates", 0)), status, paths.state_path.is_file())
 
 
 def recent_runs(root: Path, limit: int = 20) -> list[RecentRun]:
     """Distillation runs in `root`, most recently touched first."""
     try:
-        dirs = [p for p in Path(root).iterdir() if (p / "config.json").is_file()]
+        dirs = [p for p in Path(root).iterdir() if RunPaths(p).config_path.is_file()]
     except OSError:
         return []
 
     def touched(p: Path) -> float:
-        events = p / "events.jsonl"
-        return (events if events.exists() else p / "config.json").stat().st_mtime
+        paths = RunPaths(p)
+        return (paths.events_path if paths.events_path.exists() else paths.config_path).stat().st_mtime
 
     runs = (describe(p) for p in sorted(dirs, key=touched, reverse=True))
     return [r for r in runs if r is not None][:limit]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from dsd_core import events as ev
 
 RATE_WINDOW = 50  # loss events the updates/s estimate looks back over
 
@@ -46,55 +50,68 @@ class RunState:
     events: int = 0
     rate_from: int = 0  # the speed is measured on losses logged since the last (re)start
 
-    def apply(self, event: dict) -> None:
-        kind = event.get("event")
+    def apply(self, event: ev.Event | dict) -> None:
+        """Folds in one event; a dict (a decoded line) is parsed first, and an unreadable one becomes a warning."""
         self.events += 1
-        if isinstance(event.get("time"), (int, float)):
-            self.last_event_time = float(event["time"])
-        handler = getattr(self, f"_on_{kind}", None)
+        if isinstance(event, dict):
+            try:
+                event = ev.parse(event)
+            except ev.EventError as exc:
+                self.warnings.append(f"unreadable {event.get('event')} event: {exc}")
+                return
+        if event.time is not None:
+            self.last_event_time = float(event.time)
+        handler = HANDLERS.get(type(event))
         if handler is not None:
             try:
-                handler(event)
-            except (KeyError, TypeError, ValueError) as exc:  # a malformed event must not take the app down
-                self.warnings.append(f"unreadable {kind} event: {exc!r}")
+                handler(self, event)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:  # e.g. a config whose stages are odd
+                self.warnings.append(f"unreadable {event.kind} event: {exc!r}")
 
-    def _on_config(self, e: dict) -> None:
-        d = e.get("distill", {})
+    def _on_config(self, e: ev.ConfigEvent) -> None:
+        d = e.distill or {}
         self.method, self.schedule = d.get("method", ""), d.get("schedule", "")
         self.n_from, self.n_to, self.total_updates = d.get("n_from", 0), d.get("n_to", 0), d.get("updates", 0)
-        self.stages = list(e.get("stages", []))
-        self.threads = int(e["threads"]) if isinstance(e.get("threads"), int) else None
+        self.stages = list(e.stages or [])
+        self.threads = e.threads
 
-    def _on_stage(self, e: dict) -> None:
-        self.stage = {k: int(e[k]) for k in ("index", "steps", "target_steps", "updates")}
-        self.stage["method"] = str(e.get("method", self.method))
+    def _on_stage(self, e: ev.StageEvent) -> None:
+        self.stage = {"index": e.index, "steps": e.steps, "target_steps": e.target_steps, "updates": e.updates,
+                      "method": e.method if e.method is not None else self.method}
         start = self.update + 1  # the event comes just before the stage's first update
         if not self.stage_starts or start > self.stage_starts[-1]:
             self.stage_starts.append(start)
         if not self.finest_grid:
-            self.histogram = [0] * (self.stages[0]["steps"] if self.stages else int(e["steps"]))
+            self.histogram = [0] * (int(self.stages[0]["steps"]) if self.stages else e.steps)
 
-    def _on_loss(self, e: dict) -> None:
-        self.update, self.nfe = int(e["update"]), int(e["nfe"])
-        if e.get("loss") is not None:
+    def _on_loss(self, e: ev.LossEvent) -> None:
+        if e.update is None:  # a train run's (counted in steps): nothing this screen shows
+            return
+        self.update = e.update
+        if e.nfe is not None:
+            self.nfe = e.nfe
+        if e.loss is not None:
             self.updates.append(self.update)
-            self.losses.append(float(e["loss"]))
-            self.times.append(float(e.get("time", 0.0)))
+            self.losses.append(float(e.loss))
+            self.times.append(e.time or 0.0)
 
-    def _on_histogram(self, e: dict) -> None:
-        self.finest_grid = [int(t) for t in e["finest_grid"]]
-        self.histogram = [int(c) for c in e["per_index"]]
+    def _on_histogram(self, e: ev.HistogramEvent) -> None:
+        self.finest_grid, self.histogram = list(e.finest_grid), list(e.per_index)
 
-    def _on_samples(self, e: dict) -> None:
-        preview = Preview(int(e["update"]), Path(e["path"]), e.get("label") or f"update {e['update']}")
+    def _on_samples(self, e: ev.SamplesEvent) -> None:
+        if e.update is None:
+            return
+        preview = Preview(e.update, Path(e.path), e.label or f"update {e.update}")
         self.previews = [p for p in self.previews if p.update != preview.update] + [preview]
 
-    def _on_snapshot(self, e: dict) -> None:
-        self.snapshots[int(e["steps"])] = Path(e["path"])
+    def _on_snapshot(self, e: ev.SnapshotEvent) -> None:
+        self.snapshots[e.steps] = Path(e.path)
 
-    def _on_resume(self, e: dict) -> None:
+    def _on_resume(self, e: ev.ResumeEvent) -> None:
         """Updates after the checkpoint are done again: drop what the interrupted process logged for them."""
-        self.update = int(e["update"])
+        if e.update is None:
+            return
+        self.update = e.update
         keep = sum(1 for u in self.updates if u <= self.update)
         del self.updates[keep:], self.losses[keep:], self.times[keep:]
         self.rate_from = keep
@@ -102,22 +119,22 @@ class RunState:
         self.stage_starts = [u for u in self.stage_starts if u <= self.update]  # later ones come again
         self.error, self.interrupted = None, False
 
-    def _on_interrupted(self, e: dict) -> None:
+    def _on_interrupted(self, e: ev.InterruptedEvent) -> None:
         self.interrupted = True
 
-    def _on_warning(self, e: dict) -> None:
-        self.warnings.append(str(e.get("message", "")))
+    def _on_warning(self, e: ev.WarningEvent) -> None:
+        self.warnings.append(e.message)
 
-    def _on_error(self, e: dict) -> None:
-        self.error = str(e.get("message", "the run reported an error"))
+    def _on_error(self, e: ev.ErrorEvent) -> None:
+        self.error = e.message
 
-    def _on_end(self, e: dict) -> None:
-        self.update = int(e.get("update", self.update))
-        self.model = Path(e["model"])
-        self.wall_seconds = e.get("wall_seconds")
-        nfe = e.get("nfe")
-        if isinstance(nfe, dict):
-            self.nfe = int(sum(nfe.values()))
+    def _on_end(self, e: ev.EndEvent) -> None:
+        if e.update is not None:
+            self.update = e.update
+        self.model = Path(e.model)
+        self.wall_seconds = e.wall_seconds
+        if e.nfe is not None:
+            self.nfe = sum(e.nfe.values())
 
     # -- derived -------------------------------------------------------------------------------------
     @property
@@ -151,6 +168,15 @@ class RunState:
         of = f" ({self.stage['index'] + 1}/{len(self.stages)})" if self.stages else ""
         method = f" {self.stage['method'].upper()}" if self.method == "dsd+pd" else ""
         return f"{self.stage['steps']}→{self.stage['target_steps']}{method}{of}"
+
+
+HANDLERS: dict[type[ev.Event], Callable[[RunState, Any], None]] = {
+    ev.ConfigEvent: RunState._on_config, ev.StageEvent: RunState._on_stage, ev.LossEvent: RunState._on_loss,
+    ev.HistogramEvent: RunState._on_histogram, ev.SamplesEvent: RunState._on_samples,
+    ev.SnapshotEvent: RunState._on_snapshot, ev.ResumeEvent: RunState._on_resume,
+    ev.InterruptedEvent: RunState._on_interrupted, ev.WarningEvent: RunState._on_warning,
+    ev.ErrorEvent: RunState._on_error, ev.EndEvent: RunState._on_end,
+}  # a kind without a handler (checkpoint, a newer dsd's) still counts as activity
 
 
 def smooth(values: list[float], alpha: float = 0.05) -> list[float]:

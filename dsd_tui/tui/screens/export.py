@@ -13,6 +13,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
+from dsd_core.runs import RunPaths
+
 from ..export_job import earlier_exports, export_argv
 from ..messages import ExportFinished
 
@@ -45,7 +47,7 @@ class ExportScreen(Screen):
     def __init__(self, run_dir: Path, model: Path, steps: int):
         super().__init__()
         self.run_dir, self.model, self.steps = Path(run_dir), Path(model), steps
-        self.out_dir = self.run_dir / "onnx"
+        self.out_dir = RunPaths(run_dir).onnx
         self.exported: dict[int, Path] = {}
         self.busy = False
 

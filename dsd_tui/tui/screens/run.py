@@ -14,12 +14,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from dsd_core.runs import STATE_FILE
+from dsd_core.events import EventTail
+from dsd_core.runs import RunPaths
 
 from ..process import RunProcess, error_line, external_pid, log_tail
 from ..resources import ProcessMeter
 from ..runstate import RunState, format_duration
-from ..tail import EventTail
 from ..widgets.histogram import StepHistogram
 from ..widgets.loss_plot import LossPlot
 from ..widgets.tiles import TileGrid
@@ -43,8 +43,9 @@ class RunScreen(Screen):
     def __init__(self, run_dir: Path, process: RunProcess | None):
         super().__init__()
         self.run_dir, self.process = Path(run_dir), process
+        self.paths = RunPaths(run_dir)
         self.state = RunState()
-        self.tail = EventTail(self.run_dir / "events.jsonl")
+        self.tail = EventTail(self.paths.events_path)
         self.watch_started = time.time()
         self.shown_previews: tuple[Path | None, Path | None] = (None, None)
         self.problem: str | None = None  # why the run is not running, shown in place
@@ -211,7 +212,7 @@ class RunScreen(Screen):
         widget.set_class("failed" in phase, "-error")
 
     def checkpointed(self) -> bool:
-        return (self.run_dir / "checkpoints" / STATE_FILE).is_file()
+        return self.paths.state_path.is_file()
 
     # -- keys ---------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
