@@ -8,11 +8,9 @@ run ends bit-identical to an uninterrupted one (on the CPU).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -26,14 +24,12 @@ from .distill.interleave import SelfDistillHelper
 from .ema import EMA
 from .errors import DsdError
 from .images import to_uint8, write_samples
-from .interrupt import Interrupted, stop_requested
+from .loop import MODEL_FILE, ResumableLoop
 from .models import UNet, UNetConfig, count_parameters
 from .optim import adamw
 from .runs import STATE_FILE, RunDir
 from .sampling import sample
 from .schedule import NoiseSchedule
-
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass
@@ -111,8 +107,10 @@ def denoising_loss(model: UNet, x0: torch.Tensor, schedule: NoiseSchedule, predi
     return F.mse_loss(pred.float(), target_for(prediction, x0, eps, t, schedule).float())
 
 
-class Trainer:
-    """One training run in a run directory; `run()` trains to the end, resuming if a state exists."""
+class Trainer(ResumableLoop):
+    """One training run in a run directory; `run_loop()` trains to the end, resuming if asked."""
+
+    command, unit, final_phase = "train", "step", "saving the EMA model"
 
     def __init__(
         self,
@@ -148,17 +146,16 @@ class Trainer:
         self.scaler = Scaler(device, cfg.amp)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.sample_every, self.checkpoint_every = cfg.sample_every, cfg.checkpoint_every
         self.sd = None
         if cfg.self_distill:
             self.sd = SelfDistillHelper(self.model, self.ema.shadow, self.schedule, cfg.prediction, cfg.sd_steps,
-                                        cfg.sd_batch, self.gen, device, cfg.grad_clip)
+                                        cfg.sd_batch, self.gen, device, cfg.grad_clip, cfg.amp, self.net)
 
     # -- checkpoints --------------------------------------------------------------------------------
     def config_dict(self) -> dict:
         return {
-            "command": "train",
-            "version": __version__,
-            "threads": torch.get_num_threads(),  # a resume needs the same count to end bit-identical
+            **self.config_header(),
             "data": self.data_name,
             "data_spec": self.data_spec,
             "num_images": int(self.data.shape[0]),
@@ -188,6 +185,9 @@ class Trainer:
             self.sd.load(tensors, meta["self_distill"])
         return True
 
+    def save_final(self) -> Path:
+        return self.save_model()
+
     def save_model(self) -> Path:
         provenance = {
             "command": "train",
@@ -212,6 +212,23 @@ class Trainer:
                 "nfe": self.sd.nfe}
 
     # -- the loop -----------------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self.step
+
+    @property
+    def total(self) -> int:
+        return self.cfg.steps
+
+    def start_fresh(self, phase) -> None:
+        self.run.write_config(self.config_dict())
+        self.run.event("config", **self.config_dict(), parameters=count_parameters(self.model))
+
+    def begin(self) -> None:
+        self.model.train()
+        self.losses: list[float] = []
+        self.sd_losses: list[float] = []
+
     def preview(self) -> Path:
         """A grid of EMA samples at a fixed seed, so grids of one run are comparable."""
         loaded = LoadedModel(self.ema.shadow, self.schedule, self.cfg.prediction)
@@ -220,63 +237,37 @@ class Trainer:
         images = sample(loaded, self.cfg.sample_steps, num=64, seed=0, device=self.device, classes=classes)
         return write_samples(to_uint8(images), self.run.samples / f"step_{self.step:07d}.png")
 
-    def run_loop(self, on_progress: Callable[[int, float], None] | None = None, resume: bool = False,
-                 phase: Callable[[str], ContextManager] = contextlib.nullcontext) -> Path:
-        """Train to the end. `phase(name)` wraps the steps between training steps that take a while (preview
-        grids, checkpoints, the final save), for a front end to name them."""
-        if resume and not self.load_state():
-            raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE})")
-        if resume and self.step >= self.cfg.steps and (self.run.root / MODEL_FILE).exists():
-            raise DsdError(f"the run in {self.run.root} already finished; its model is {self.run.root / MODEL_FILE}")
-        if not resume:
-            self.run.write_config(self.config_dict())
-            self.run.event("config", **self.config_dict(), parameters=count_parameters(self.model))
-        else:
-            self.run.event("resume", step=self.step)
-        self.model.train()
-        losses: list[float] = []
-        sd_losses: list[float] = []
-        while self.step < self.cfg.steps:
-            for group in self.opt.param_groups:
-                group["lr"] = lr_at(self.step, self.cfg)
-            idx = torch.randint(0, self.data.shape[0], (self.cfg.batch,), generator=self.gen)
-            x0 = to_device(self.data[idx], self.device)
-            labels = None
-            if self.labels is not None:
-                null = self.model.config.num_classes
-                labels = drop_labels(self.labels[idx], null, self.cfg.label_dropout, self.gen).to(self.device)
-            loss = denoising_loss(self.net, x0, self.schedule, self.cfg.prediction, self.gen, labels)
-            if not torch.isfinite(loss):
-                raise DsdError(f"loss became {loss.item()} at step {self.step}; lower --lr (the last checkpoint is intact)")
-            self.opt.zero_grad(set_to_none=True)
-            grad_norm = self.scaler.step(loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
-            if self.sd is not None and (self.step + 1) % self.cfg.sd_every == 0:
-                sd_losses.append(self.sd.update(self.cfg.sd_lr_scale * lr_at(self.step, self.cfg)))
-            self.ema.update(self.model)
-            self.step += 1
-            losses.append(loss.item())
-            if on_progress is not None:
-                on_progress(self.step, losses[-1])
-            if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
-                extra = {}
-                if self.sd is not None:
-                    extra = {"sd_loss": float(np.nanmean(sd_losses)) if sd_losses else None, "sd_nfe": self.sd.nfe,
-                             "histogram": self.sd.histogram.to_dict()}
-                self.run.event("loss", step=self.step, loss=float(np.mean(losses)), grad_norm=float(grad_norm),
-                               lr=lr_at(self.step - 1, self.cfg), **extra)
-                losses.clear()
-                sd_losses.clear()
-            if self.step % self.cfg.sample_every == 0 or self.step == self.cfg.steps:
-                with phase("sampling a preview grid"):
-                    self.run.event("samples", step=self.step, path=str(self.preview()))
-            stop = stop_requested() and self.step < self.cfg.steps  # Ctrl-C: checkpoint, then stop
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or stop:
-                with phase("saving a checkpoint"):
-                    self.run.event("checkpoint", step=self.step, path=str(self.save_state()))
-            if stop:
-                self.run.event("interrupted", step=self.step)
-                raise Interrupted(f"checkpoint at step {self.step} saved; resume with: dsd train --resume {self.run.root}")
-        with phase("saving the EMA model"):
-            path = self.save_model()
-        self.run.event("end", step=self.step, model=str(path))
-        return path
+    def advance(self, phase) -> float:
+        """One denoising step (and a DSD update when train-distilling); returns its loss."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        idx = torch.randint(0, self.data.shape[0], (self.cfg.batch,), generator=self.gen)
+        x0 = to_device(self.data[idx], self.device)
+        labels = None
+        if self.labels is not None:
+            null = self.model.config.num_classes  # the null class's id is the class count
+            labels = drop_labels(self.labels[idx], null, self.cfg.label_dropout, self.gen).to(self.device)
+        loss = denoising_loss(self.net, x0, self.schedule, self.cfg.prediction, self.gen, labels)
+        if not torch.isfinite(loss):
+            raise DsdError(f"loss became {loss.item()} at step {self.step}; lower --lr (the last checkpoint is intact)")
+        self.opt.zero_grad(set_to_none=True)
+        self.grad_norm = self.scaler.step(loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
+        if self.sd is not None and (self.step + 1) % self.cfg.sd_every == 0:
+            self.sd_losses.append(self.sd.update(self.cfg.sd_lr_scale * lr_at(self.step, self.cfg)))
+        self.ema.update(self.model)
+        self.step += 1
+        self.losses.append(loss.item())
+        return self.losses[-1]
+
+    def after_update(self, result: float, phase) -> None:
+        """The loss event, averaged over the steps since the last one."""
+        if not self.due(self.cfg.log_every):
+            return
+        extra = {}
+        if self.sd is not None:
+            extra = {"sd_loss": float(np.nanmean(self.sd_losses)) if self.sd_losses else None, "sd_nfe": self.sd.nfe,
+                     "histogram": self.sd.histogram.to_dict()}
+        self.run.event("loss", step=self.step, loss=float(np.mean(self.losses)), grad_norm=float(self.grad_norm),
+                       lr=lr_at(self.step - 1, self.cfg), **extra)
+        self.losses.clear()
+        self.sd_losses.clear()

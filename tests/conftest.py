@@ -49,7 +49,7 @@ def tiny_ckpt(tmp_path, tiny_model):
 @pytest.fixture
 def nan_dsd_loss(monkeypatch):
     """Every DSD update's loss becomes NaN (the runner's dsd_pair_loss, wrapped)."""
-    import dsd_core.distill.runner as runner
+    import dsd_core.distill.updates.dsd as runner
 
     real = runner.dsd_pair_loss
 

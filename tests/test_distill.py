@@ -177,9 +177,9 @@ def test_resume_after_a_kill_is_bit_identical(tiny_ckpt, tmp_path):
 
 
 def test_nan_loss_skips_the_update_and_never_reaches_a_checkpoint(tiny_ckpt, tmp_path, monkeypatch):
-    import dsd_core.distill.runner as runner
+    import dsd_core.distill.updates.dsd as dsd_update
 
-    real = runner.dsd_pair_loss
+    real = dsd_update.dsd_pair_loss
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -190,7 +190,7 @@ def test_nan_loss_skips_the_update_and_never_reaches_a_checkpoint(tiny_ckpt, tmp
             res.x_next[0] = float("nan")
         return res
 
-    monkeypatch.setattr(runner, "dsd_pair_loss", flaky)
+    monkeypatch.setattr(dsd_update, "dsd_pair_loss", flaky)
     d = _distiller(tiny_ckpt, tmp_path, updates=4)
     path = d.run_loop()
     assert d.skipped == 1 and sum(d.histogram.per_finest_index()) == 3 * 6

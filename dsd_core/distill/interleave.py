@@ -4,13 +4,18 @@ The authors trained from scratch and, between denoising steps, applied DSD updat
 at a tenth of the learning rate. Here one `SelfDistillHelper` owns that second optimizer, a staggered
 trajectory pool on the 2·`steps` grid (naive scheduler: the pairs that make `steps`-step sampling work), the
 step-frequency histogram and an NFE count; the trainer calls `update()` every `every` training steps.
-The teacher is the EMA of the weights being trained, as in `dsd distill`'s default.
+The teacher is the EMA of the weights being trained, as in `dsd distill`'s default. The student runs through
+the trainer's own network path and the optimizer step through the same `Scaler`, so `--amp` and `--compile`
+apply here as they do to the training step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from ..accel import Scaler, autocast_net
 from ..checkpoint import optimizer_state, prefixed, restore_optimizer, unprefixed
 from ..optim import adamw
 from ..schedule import NoiseSchedule
@@ -21,8 +26,12 @@ from .stepping import StepHistogram
 
 class SelfDistillHelper:
     def __init__(self, model: torch.nn.Module, teacher: torch.nn.Module, schedule: NoiseSchedule, prediction: str,
-                 steps: int, batch: int, gen: torch.Generator, device: torch.device, grad_clip: float = 1.0):
-        self.model, self.teacher, self.schedule, self.prediction = model, teacher, schedule, prediction
+                 steps: int, batch: int, gen: torch.Generator, device: torch.device, grad_clip: float = 1.0,
+                 amp: str = "off", student: Callable | None = None):
+        self.model, self.schedule, self.prediction = model, schedule, prediction
+        self.student = student if student is not None else autocast_net(model, device, amp)
+        self.teacher = autocast_net(teacher, device, amp)
+        self.scaler = Scaler(device, amp)
         self.grid_steps, self.grad_clip = 2 * steps, grad_clip
         self.opt = adamw(model.parameters(), lr=1e-5)
         c = model.config
@@ -39,16 +48,14 @@ class SelfDistillHelper:
             self.started = True
         pool, k = self.pool, self.pool.k
         t, t_mid, t_next = pool.pair_timesteps()
-        res = dsd_pair_loss(self.model, self.teacher, pool.x, t, t_mid, t_next, self.schedule, self.prediction)
+        res = dsd_pair_loss(self.student, self.teacher, pool.x, t, t_mid, t_next, self.schedule, self.prediction)
         self.nfe += 2 * len(k)
         loss = float(res.loss.detach())
         if torch.isfinite(res.loss):
             for group in self.opt.param_groups:
                 group["lr"] = lr
             self.opt.zero_grad(set_to_none=True)
-            res.loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.opt.step()
+            self.scaler.step(res.loss, self.model.parameters(), self.opt, self.grad_clip)
             self.histogram.add(t.tolist())
         pool.continue_from(res.x_next, pool.non_finite(res.x_next))
         return loss

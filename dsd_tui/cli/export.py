@@ -46,10 +46,12 @@ def export(
         from dsd_core.builtins import default_model, resolve_model_path
         from dsd_core.checkpoint import file_sha256, load_model
         from exporters.onnx_export import check_output_path, export_onnx
+        from exporters.runtime import require_onnxruntime
 
+        require_onnxruntime("checking an export")  # before any work and any output
         check_output_path(out)
         refuse_overwrite(out, force)
-        model = model or default_model(steps if steps is not None else 8)
+        model = model or default_model(steps)
         dev = setup_device("cpu", threads)
         loaded = load_model(model)
         if guidance is not None:
