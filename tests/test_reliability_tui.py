@@ -12,8 +12,7 @@ from dsd_tui.tui.recent import describe
 from dsd_tui.tui.screens.dialogs import HelpScreen, QuitScreen
 from dsd_tui.tui.screens.run import RunScreen
 
-from .test_tui import SLEEPER, attached_sleeper, fake_run, message
-from .tui_helpers import CATALOG, wait_for
+from .tui_helpers import CATALOG, SLEEPER, attached_sleeper, fake_run, message, wait_for
 
 
 def status(screen) -> str:

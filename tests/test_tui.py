@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -19,24 +15,16 @@ from dsd_tui.tui.screens.dialogs import HelpScreen, QuitScreen
 from dsd_tui.tui.screens.run import RunScreen
 from dsd_tui.tui.screens.setup import SetupScreen
 
-from .tui_helpers import CATALOG, use_fake_sampler, wait_for, write_finished_run
-
-
-def fake_run(run_dir: Path, body: str) -> RunProcess:
-    """A stand-in run process: writes a config event, then does `body`."""
-    script = textwrap.dedent(f"""
-        import json, sys, time
-        with open({str(run_dir / "events.jsonl")!r}, "a") as f:
-            f.write(json.dumps({{"event": "config", "time": time.time(),
-                                "distill": {{"method": "dsd", "schedule": "naive", "n_from": 4, "n_to": 2,
-                                            "updates": 10}}}}) + "\\n")
-            f.write(json.dumps({{"event": "loss", "time": time.time(), "update": 1, "nfe": 8, "loss": 0.5}}) + "\\n")
-    """) + textwrap.dedent(body)
-    return RunProcess.start([sys.executable, "-c", script], run_dir)
-
-
-def message(screen) -> str:
-    return str(screen.query_one("#run-message", Static).render())
+from .tui_helpers import (
+    CATALOG,
+    SLEEPER,
+    attached_sleeper,
+    fake_run,
+    message,
+    use_fake_sampler,
+    wait_for,
+    write_finished_run,
+)
 
 
 async def test_starts_on_setup_help_opens_and_q_quits(tmp_path):
@@ -91,16 +79,6 @@ async def test_a_crash_without_an_error_line_shows_the_traceback_end(tmp_path):
         await pilot.pause()
         await wait_for(pilot, lambda: app.screen.problem is not None, what="the crash")
         assert "MemoryError: out of memory in the UNet" in message(app.screen)
-
-
-SLEEPER = """
-import signal, time
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as `dsd` does: a shell's `&` may have ignored it
-try:
-    time.sleep(60)
-except KeyboardInterrupt:
-    print("interrupted"); sys.exit(130)
-"""
 
 
 async def test_pause_resume_and_stop_signal_the_process(tmp_path):
@@ -192,26 +170,6 @@ async def test_sampler_keys_change_seed_steps_and_save(tmp_path, monkeypatch):
         await pilot.pause()
         saved = tmp_path / "out" / "samples-4steps-seed1.png"
         assert saved.is_file() and Image.open(saved).size[0] > 8 * 8 * 2
-
-
-@contextlib.asynccontextmanager
-async def attached_sleeper(tmp_path: Path):
-    """A sleeping fake run started as if by another dsd-tui (not this app's child), opened in a fresh app once
-    its first event is in: yields (pilot, its run screen, the run's process); the run dies afterwards."""
-    started = fake_run(tmp_path / "r", SLEEPER)
-    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
-            app.open_run(tmp_path / "r")
-            await pilot.pause()
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
-            yield pilot, screen, started
-    finally:
-        if started.popen.poll() is None:
-            started.popen.kill()
-        started.popen.wait(10)
 
 
 async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):

@@ -13,7 +13,7 @@ from dsd_tui.tui.screens.run import RunScreen
 from dsd_tui.tui.screens.sampler import SamplerScreen
 from dsd_tui.tui.screens.setup import SetupScreen
 from dsd_tui.tui.setup_form import CHECKPOINT
-from dsd_tui.tui.widgets.histogram import StepHistogram
+from dsd_tui.tui.widgets.histogram import StepFrequencyBars
 from dsd_tui.tui.widgets.loss_plot import LossPlot
 from dsd_tui.tui.widgets.tiles import TileGrid
 
@@ -48,9 +48,9 @@ async def test_setup_run_export_sample(tmp_path, tiny_ckpt):
         assert run.problem is None, run.problem
         loss = run.query_one("#loss", LossPlot)
         assert loss.updates == list(range(1, 21)) and all(v > 0 for v in loss.losses)
-        bars = run.query_one("#histogram", StepHistogram).counts
+        bars = run.query_one("#histogram", StepFrequencyBars).counts
         assert len(bars) == 4 and sum(bars) == 20 * 4  # 4-step finest grid, 20 updates of 4 trajectories
-        assert "█" in str(run.query_one("#histogram", StepHistogram).render())
+        assert "█" in str(run.query_one("#histogram", StepFrequencyBars).render())
         assert run.query_one("#first", TileGrid).shown > 0 and run.query_one("#latest", TileGrid).shown > 0
         status = str(run.query_one("#run-status", Static).render())
         assert "update 20/20" in status and "finished" in status

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
+from textual.widgets import Static
 
+from dsd_tui.app import DsdApp
 from dsd_tui.tui.catalog import Catalog
+from dsd_tui.tui.process import RunProcess
 from dsd_tui.tui.screens.sampler import SamplerScreen
 
 CATALOG = Catalog(models=("digits", "digits-v", "digits-v-dsd8"), methods=("dsd", "tsd", "pd", "dsd+pd"),
@@ -92,3 +98,50 @@ def use_fake_sampler(monkeypatch) -> None:
     monkeypatch.setattr(exporters.runtime, "OnnxSampler", FakeSampler)
     ticks = itertools.count(step=0.006)
     monkeypatch.setattr(SamplerScreen, "clock", staticmethod(lambda: next(ticks)))
+
+
+def fake_run(run_dir: Path, body: str) -> RunProcess:
+    """A stand-in run process: writes a config event, then does `body`."""
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        with open({str(run_dir / "events.jsonl")!r}, "a") as f:
+            f.write(json.dumps({{"event": "config", "time": time.time(),
+                                "distill": {{"method": "dsd", "schedule": "naive", "n_from": 4, "n_to": 2,
+                                            "updates": 10}}}}) + "\\n")
+            f.write(json.dumps({{"event": "loss", "time": time.time(), "update": 1, "nfe": 8, "loss": 0.5}}) + "\\n")
+    """) + textwrap.dedent(body)
+    return RunProcess.start([sys.executable, "-c", script], run_dir)
+
+
+def message(screen) -> str:
+    return str(screen.query_one("#run-message", Static).render())
+
+
+SLEEPER = """
+import signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as `dsd` does: a shell's `&` may have ignored it
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    print("interrupted"); sys.exit(130)
+"""
+
+
+@contextlib.asynccontextmanager
+async def attached_sleeper(tmp_path: Path):
+    """A sleeping fake run started as if by another dsd-tui (not this app's child), opened in a fresh app once
+    its first event is in: yields (pilot, its run screen, the run's process); the run dies afterwards."""
+    started = fake_run(tmp_path / "r", SLEEPER)
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
+            app.open_run(tmp_path / "r")
+            await pilot.pause()
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
+            yield pilot, screen, started
+    finally:
+        if started.popen.poll() is None:
+            started.popen.kill()
+        started.popen.wait(10)

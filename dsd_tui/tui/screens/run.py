@@ -20,7 +20,7 @@ from dsd_core.runs import RunPaths
 from ..process import RunProcess, error_line, external_pid, log_tail
 from ..resources import ProcessMeter
 from ..runstate import RunState, format_duration
-from ..widgets.histogram import StepHistogram
+from ..widgets.histogram import StepFrequencyBars
 from ..widgets.loss_plot import LossPlot
 from ..widgets.tiles import TileGrid
 
@@ -59,7 +59,7 @@ class RunScreen(Screen):
         yield Static("", id="run-status")
         with Horizontal(id="charts"):
             yield LossPlot(id="loss")
-            yield StepHistogram(id="histogram")
+            yield StepFrequencyBars(id="histogram")
         with Horizontal(id="previews"):
             with Vertical(classes="preview"):
                 yield Static("undistilled", id="first-label", classes="preview-label")
@@ -138,7 +138,7 @@ class RunScreen(Screen):
 
     def show_charts(self) -> None:
         self.query_one("#loss", LossPlot).set_losses(self.state.updates, self.state.losses, self.state.stage_starts)
-        histogram = self.query_one("#histogram", StepHistogram)
+        histogram = self.query_one("#histogram", StepFrequencyBars)
         histogram.counts = tuple(self.state.histogram)
         if self.state.histogram:
             histogram.border_title = f"updates per step · {len(self.state.histogram)}-step grid"

@@ -17,10 +17,10 @@ def columns(counts: list[int], width: int) -> list[int]:
     return [sum(counts[i:i + group]) for i in range(0, len(counts), group)]
 
 
-class StepHistogram(Widget):
+class StepFrequencyBars(Widget):
     """Bars per finest-grid step index; `counts` is the state tests and the screen set."""
 
-    DEFAULT_CSS = "StepHistogram { height: 1fr; }"
+    DEFAULT_CSS = "StepFrequencyBars { height: 1fr; }"
     counts: reactive[tuple[int, ...]] = reactive(tuple, layout=False)
 
     def render(self) -> Text:
