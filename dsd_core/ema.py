@@ -24,7 +24,7 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates)) if self.warmup else self.decay
-        if model is not self._source:  # walking the module tree costs ~1 ms per update: do it once per model
+        if model is not self._source:  # walk the module tree once per model, not once per update
             self._source = model
             self._pairs = list(self.shadow.parameters()), [p.detach() for p in model.parameters()]
         # One foreach kernel over all tensors rather than a Python loop (the default model has ~170).

@@ -1,8 +1,8 @@
 """The AdamW every update of dsd uses, built with fused kernels where this torch and device have them.
 
-A fused AdamW updates all parameter tensors in one kernel instead of a Python loop over ~170 tensors: on the
-CPU that took one update's optimizer step from ~10 ms to ~2 ms for the default model, a cost DSD, TSD and PD
-share, so it also moves their wall-time ratios towards what their network evaluations alone would give.
+A fused AdamW updates all parameter tensors in one kernel instead of a Python loop over ~170 tensors: a cost
+DSD, TSD and PD share, so cutting it moves their wall-time ratios towards what their network evaluations
+alone would give (docs/benchmarks.md, "Engine costs").
 """
 
 from __future__ import annotations

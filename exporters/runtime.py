@@ -49,8 +49,8 @@ def preload_cuda(ort) -> None:
 
 
 def session_options(ort, threads: int | None):
-    """Intra-op spinning off (it made batch-1 sampling ~1.6× faster here and frees the cores between
-    runs); `threads` intra-op threads (None: onnxruntime's choice)."""
+    """Intra-op spinning off (faster batch-1 sampling, and it frees the cores between runs: docs/benchmarks.md,
+    "Engine costs"); `threads` intra-op threads (None: onnxruntime's choice)."""
     if threads is not None and threads < 1:
         raise DsdError(f"--threads must be at least 1, got {threads}")
     options = ort.SessionOptions()
@@ -67,8 +67,8 @@ def open_session(path: str | Path, threads: int | None = None, provider: str = "
     onnxruntime-gpu lists CUDA as available on machines where it cannot load and then logs an error and a
     warning while falling back; those are silenced here, and the caller reads `get_providers()` for the
     provider actually in use. `batch` fixes the file's symbolic batch axis for this session: with it
-    symbolic, setting up the unrolled 8-step graph took 3–4 s here (growing ~quadratically with the steps);
-    fixed, 0.5 s.
+    symbolic, setting up the unrolled graph takes several times longer, growing ~quadratically with the steps
+    (docs/benchmarks.md, "Engine costs").
     """
     if provider not in PROVIDERS:
         raise DsdError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
