@@ -18,7 +18,7 @@ from dsd_tui.tui.screens.setup import SetupScreen
 from dsd_tui.tui.widgets.loss_plot import LossPlot
 
 from .test_tui import SLEEPER, fake_run
-from .tui_helpers import CATALOG, use_fake_sampler, wait_for, write_finished_run
+from .tui_helpers import CATALOG, open_once_started, use_fake_sampler, wait_for, write_finished_run
 
 
 def notified(app) -> list[str]:
@@ -94,11 +94,7 @@ async def test_pause_and_stop_of_a_run_started_outside_say_why_and_how(tmp_path,
     try:
         app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
-            app.open_run(tmp_path / "r")
-            await pilot.pause()
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
+            screen = await open_once_started(app, pilot, tmp_path / "r")
             assert screen.process is None and {"p", "s"} <= footer_keys(app)
             (tmp_path / "r" / "checkpoints").mkdir()
             (tmp_path / "r" / "checkpoints" / "state.safetensors").write_bytes(b"")

@@ -127,6 +127,16 @@ except KeyboardInterrupt:
 """
 
 
+async def open_once_started(app, pilot, run_dir: Path):
+    """Open a run that another process writes, once its first update is in; its run screen."""
+    await wait_for(pilot, lambda: (run_dir / "events.jsonl").exists(), what="the events")
+    app.open_run(run_dir)
+    await pilot.pause()
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
+    return screen
+
+
 @contextlib.asynccontextmanager
 async def attached_sleeper(tmp_path: Path):
     """A sleeping fake run started as if by another dsd-tui (not this app's child), opened in a fresh app once
@@ -135,12 +145,7 @@ async def attached_sleeper(tmp_path: Path):
     app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: (tmp_path / "r" / "events.jsonl").exists(), what="the events")
-            app.open_run(tmp_path / "r")
-            await pilot.pause()
-            screen = app.screen
-            await wait_for(pilot, lambda: screen.state.update == 1, what="the first event")
-            yield pilot, screen, started
+            yield pilot, await open_once_started(app, pilot, tmp_path / "r"), started
     finally:
         if started.popen.poll() is None:
             started.popen.kill()
