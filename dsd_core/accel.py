@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from .errors import DsdError
+from .errors import OptionError
 
 AMP_MODES = ("off", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -20,9 +20,9 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def check_amp(mode: str, device: torch.device | None = None) -> str:
     if mode not in AMP_MODES:
-        raise DsdError(f"unknown --amp {mode!r}; choose one of {', '.join(AMP_MODES)}")
+        raise OptionError("unknown {amp} {mode!r}; choose one of {modes}", mode=mode, modes=", ".join(AMP_MODES))
     if mode == "fp16" and device is not None and device.type != "cuda":
-        raise DsdError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+        raise OptionError("{amp} fp16 needs a CUDA device; use {amp} bf16 on the CPU")
     return mode
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
+
+
+def not_conditional(field: str) -> OptionError:
+    """The error for a class or a guidance scale (`field`) given to an unconditional model."""
+    return OptionError(f"{{{field}}} needs a class-conditional model; this one is unconditional")
 
 
 def class_ids(spec: str | int | None, num: int, num_classes: int | None) -> np.ndarray | None:
@@ -14,7 +19,7 @@ def class_ids(spec: str | int | None, num: int, num_classes: int | None) -> np.n
     """
     if num_classes is None:
         if spec not in (None, "none"):
-            raise DsdError("--class needs a class-conditional model; this one is unconditional")
+            raise not_conditional("class")
         return None
     spec = "all" if spec is None else str(spec).strip().lower()
     if spec == "all":
@@ -24,7 +29,7 @@ def class_ids(spec: str | int | None, num: int, num_classes: int | None) -> np.n
     try:
         c = int(spec)
     except ValueError:
-        raise DsdError(f"--class must be a class id, 'all' or 'none', got {spec!r}") from None
+        raise OptionError("{class} must be a class id, 'all' or 'none', got {spec!r}", spec=spec) from None
     if not 0 <= c < num_classes:
         raise DsdError(f"class {c} is out of range: this model has classes 0 … {num_classes - 1}")
     return np.full(num, c, dtype=np.int64)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
 
 DIGITS_TEST_SIZE = 297  # 1797 = 1500 train + 297 test
 DIGITS_SPLIT_SEED = 0
@@ -91,7 +91,7 @@ def load_dataset(spec: str, size: int | None = None) -> tuple[torch.Tensor, str]
     """Images named on the command line: `digits` (its train split) or an image folder; and a description."""
     if spec == "digits":
         if size not in (None, 8):
-            raise DsdError("the digits are 8×8; --image-size does not apply")
+            raise OptionError("the digits are 8×8; {image_size} does not apply")
         return load_digits("train")[0], "digits:train"
     return load_image_folder(spec, size), str(Path(spec).resolve())
 

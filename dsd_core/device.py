@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -16,7 +16,7 @@ def pick_device(requested: str | None = None) -> torch.device:
     except RuntimeError:
         raise DsdError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DsdError("--device cuda was asked for but no CUDA GPU is available")
+        raise OptionError("{device} cuda was asked for but no CUDA GPU is available")
     if device.type not in ("cpu", "cuda"):
         raise DsdError(f"unsupported device {requested!r}; use auto, cpu, cuda or cuda:N")
     return device

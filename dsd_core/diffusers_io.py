@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
 from .models.diffusers_unet import DiffusersUNet, import_diffusers
 from .schedule import NoiseSchedule
 
@@ -129,8 +129,9 @@ def check_diffusers_model(loaded) -> None:
     """`save_diffusers` needs a model that came from diffusers (see the module's note on the built-in UNet);
     checked before a distillation starts, not after it."""
     if not isinstance(loaded.model, DiffusersUNet):
-        raise DsdError("--save-format diffusers needs a diffusers model (--model a UNet2DModel or pipeline folder); "
-                       "the built-in UNet has no UNet2DModel equivalent: use the dsd format or dsd export --onnx")
+        raise OptionError("{save_format} diffusers needs a diffusers model ({model} a UNet2DModel or pipeline "
+                          "folder); the built-in UNet has no UNet2DModel equivalent: use the dsd format or "
+                          "dsd export --onnx")
     import_diffusers()
 
 
@@ -139,9 +140,10 @@ def check_pipeline_folder(out: str | Path, replace: bool = False) -> Path:
     existing folder."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DsdError(f"{out} is a file; --save-format diffusers writes a pipeline folder")
+        raise OptionError("{path} is a file; {save_format} diffusers writes a pipeline folder", path=out)
     if out.exists() and any(out.iterdir()) and not replace:
-        raise DsdError(f"{out} already exists; pass --force to replace it, or choose a new folder for the pipeline")
+        raise OptionError("{path} already exists; pass {force} to replace it, or choose a new folder for the "
+                          "pipeline", path=out)
     if not out.parent.is_dir():
         raise DsdError(f"output folder does not exist: {out.parent}")
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
         return world, device
     if device.type == "cuda":
         if torch.cuda.device_count() < world.size:
-            raise DsdError(f"{world.size} processes but {torch.cuda.device_count()} GPUs: use --nproc ≤ the GPUs")
+            raise OptionError("{size} processes but {gpus} GPUs: use {nproc} ≤ the GPUs", size=world.size,
+                              gpus=torch.cuda.device_count())
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

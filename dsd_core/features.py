@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from .errors import DsdError
+from .errors import DsdError, OptionError
 
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -60,7 +60,8 @@ class InceptionFeatures:
 
     def __init__(self, weights: str | Path | None, device: str | torch.device = "cpu", batch: int = 64):
         if weights is None:
-            raise DsdError(f"--features inception needs --inception PATH, the FID Inception weights; get them from {INCEPTION_URL}")
+            raise OptionError("{features} inception needs {inception} PATH, the FID Inception weights; get them "
+                              "from {url}", url=INCEPTION_URL)
         weights = Path(weights)
         if not weights.is_file():
             raise DsdError(f"Inception weights not found: {weights}; download them from {INCEPTION_URL}")

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .classes import class_ids
-from .errors import DsdError
+from .checks import check_guidance_scale
+from .classes import class_ids, not_conditional
 
 Network = Callable[..., torch.Tensor]
 
@@ -52,12 +52,9 @@ def bind(net: Network, labels: torch.Tensor | None, scale: float, null: int | No
 
 def check_guidance(model, classes, scale: float | None) -> None:
     """One-line errors for guidance or classes that the model cannot take."""
-    null = null_class(model)
-    if null is None and (classes is not None or scale not in (None, 1.0)):
-        what = "--guidance" if scale not in (None, 1.0) else "--class"
-        raise DsdError(f"{what} needs a class-conditional model; this one is unconditional")
-    if scale is not None and not (np.isfinite(scale) and scale >= 0):
-        raise DsdError(f"--guidance must be a finite number ≥ 0, got {scale}")
+    if null_class(model) is None and (classes is not None or scale not in (None, 1.0)):
+        raise not_conditional("guidance" if scale not in (None, 1.0) else "class")
+    check_guidance_scale(scale)
 
 
 def resolve(model, default_scale: float | None, spec: str | int | None, scale: float | None,

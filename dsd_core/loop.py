@@ -16,7 +16,7 @@ from typing import Any, ContextManager
 import torch
 
 from . import __version__
-from .errors import DsdError
+from .errors import DsdError, OptionError
 from .interrupt import Interrupted, stop_requested
 from .runs import STATE_FILE, RunDir
 
@@ -31,7 +31,7 @@ class ResumableLoop:
     command = ""  # the CLI command that resumes the run
     unit = ""  # "step" or "update": how events and messages count progress
     final_phase = ""  # what the final save is called for a front end
-    nothing_to_resume_tail = ")"  # ends the "(no state file" of a failed resume
+    nothing_to_resume_tail = ")"  # ends the "(no state file" of a failed resume (an `OptionError` template)
     run: RunDir
     sample_every: int
     checkpoint_every: int
@@ -98,7 +98,8 @@ class ResumableLoop:
 
     def resume_prelude(self, resume: bool, phase: Phase) -> None:
         if resume and not self.load_state():
-            raise DsdError(f"nothing to resume in {self.run.root} (no {STATE_FILE}{self.nothing_to_resume_tail}")
+            raise OptionError("nothing to resume in {root} (no {state}" + self.nothing_to_resume_tail,
+                              root=self.run.root, state=STATE_FILE)
         if resume and self.position >= self.total and (self.run.root / MODEL_FILE).exists():
             raise DsdError(f"the run in {self.run.root} already finished; its model is {self.run.root / MODEL_FILE}")
         if resume:

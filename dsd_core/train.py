@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from . import __version__
 from .accel import Scaler, autocast_net, check_amp, maybe_compile, to_device
 from .checkpoint import LoadedModel, learner_state, read_state, restore_learner_state, save_model, save_tensors
+from .checks import at_least, below_one, positive
 from .ddim import add_noise, check_prediction, target_for
 from .distill.interleave import SelfDistillHelper
 from .ema import EMA
-from .errors import DsdError
+from .errors import DsdError, OptionError
 from .images import to_uint8, write_samples
 from .loop import MODEL_FILE, ResumableLoop
 from .models import UNet, UNetConfig, count_parameters
@@ -62,15 +63,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_prediction(self.prediction)
-        for name in ("steps", "batch", "log_every", "sample_every", "sample_steps", "checkpoint_every", "sd_every",
-                     "sd_steps", "sd_batch"):
-            if getattr(self, name) < 1:
-                raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.sd_lr_scale > 0):
-            raise DsdError(f"learning rates must be positive, got {self.lr} and scale {self.sd_lr_scale}")
+        at_least(1, steps=self.steps, batch=self.batch, log_every=self.log_every, sample_every=self.sample_every,
+                 sample_steps=self.sample_steps, checkpoint_every=self.checkpoint_every, sd_every=self.sd_every,
+                 sd_steps=self.sd_steps, sd_batch=self.sd_batch)
+        positive(lr=self.lr, sd_lr_scale=self.sd_lr_scale)
         check_amp(self.amp)
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise DsdError(f"label-dropout must be in [0, 1), got {self.label_dropout}")
+        below_one(label_dropout=self.label_dropout)
 
 
 def short_run_message(cfg: TrainConfig) -> str | None:
@@ -249,7 +247,8 @@ class Trainer(ResumableLoop):
             labels = drop_labels(self.labels[idx], null, self.cfg.label_dropout, self.gen).to(self.device)
         loss = denoising_loss(self.net, x0, self.schedule, self.cfg.prediction, self.gen, labels)
         if not torch.isfinite(loss):
-            raise DsdError(f"loss became {loss.item()} at step {self.step}; lower --lr (the last checkpoint is intact)")
+            raise OptionError("loss became {loss} at step {step}; lower {lr} (the last checkpoint is intact)",
+                              loss=loss.item(), step=self.step)
         self.opt.zero_grad(set_to_none=True)
         self.grad_norm = self.scaler.step(loss, self.model.parameters(), self.opt, self.cfg.grad_clip)
         if self.sd is not None and (self.step + 1) % self.cfg.sd_every == 0:

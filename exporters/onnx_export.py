@@ -24,7 +24,7 @@ import torch
 from dsd_core import __version__
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import LoadedModel
-from dsd_core.errors import DsdError
+from dsd_core.errors import DsdError, OptionError
 from dsd_core.noise import initial_noise
 
 from . import metadata as md
@@ -134,7 +134,7 @@ def export_onnx(
     kind = "step" if step_model else "sampler"
     steps = steps if steps is not None else loaded.distilled_steps
     if kind == "sampler" and steps is None:
-        raise DsdError("this model was not distilled for a step count; say how many sampling steps (--steps N)")
+        raise OptionError("this model was not distilled for a step count; say how many sampling steps ({steps} N)")
     if batch_for_parity < 1:
         raise DsdError(f"the parity batch must be at least 1, got {batch_for_parity}")
     loaded = copy.copy(loaded)

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dsd_core.checks import check_guidance_scale, check_threads
 from dsd_core.errors import DsdError
 from dsd_core.noise import initial_noise
 
@@ -51,8 +52,7 @@ def preload_cuda(ort) -> None:
 def session_options(ort, threads: int | None):
     """Intra-op spinning off (faster batch-1 sampling, and it frees the cores between runs: docs/benchmarks.md,
     "Engine costs"); `threads` intra-op threads (None: onnxruntime's choice)."""
-    if threads is not None and threads < 1:
-        raise DsdError(f"--threads must be at least 1, got {threads}")
+    check_threads(threads)
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
@@ -165,8 +165,7 @@ class OnnxSampler:
             raise DsdError(f"need at least one image and a batch of at least one, got num={num}, batch={batch}")
         if guidance is not None and not self.takes_guidance:
             raise DsdError(f"{self.path} takes no guidance (an unconditional model, or exported before guidance)")
-        if guidance is not None and not (np.isfinite(guidance) and guidance >= 0):
-            raise DsdError(f"--guidance must be a finite number ≥ 0, got {guidance}")
+        check_guidance_scale(guidance)
         noise = initial_noise(seed, num, self.image_shape)
         labels = self._labels(class_labels, num)
         batch = min(batch, num)

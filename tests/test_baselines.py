@@ -134,7 +134,7 @@ def test_resume_across_a_pd_round_is_bit_identical(tiny_ckpt, tmp_path, method):
 
 
 def test_pd_needs_data_it_can_find(tiny_ckpt, tmp_path):
-    with pytest.raises(DsdError, match="pass --data"):
+    with pytest.raises(DsdError, match="pass data"):
         _distiller(tiny_ckpt, tmp_path, method="pd", data="")
     with pytest.raises(DsdError, match="not found|no images|does not exist"):
         _distiller(tiny_ckpt, tmp_path, method="pd", data=str(tmp_path / "nowhere"))

@@ -11,6 +11,7 @@ from dsd_core.distill.methods import ema_short_run_message, nfe_text
 from dsd_core.distill.runner import Distiller
 from dsd_core.evaluate import small_n_message
 from dsd_core.train import TrainConfig, short_run_message
+from dsd_tui.cli.common import cli_text
 
 from .reliability_helpers import assert_one_line_error, dsd
 
@@ -79,11 +80,11 @@ def test_a_train_run_inside_the_warm_up_warns_first(tmp_path):
 
 def test_a_distillation_shorter_than_its_ema_warns_first(tiny_ckpt, tmp_path):
     assert ema_short_run_message(1000, 0.999) is None and ema_short_run_message(9, 0.9) is not None
-    assert "(1000 updates at --ema 0.999): 90 % of the saved weights" in ema_short_run_message(100, 0.999)
+    assert "(1000 updates at --ema 0.999): 90 % of the saved weights" in cli_text(ema_short_run_message(100, 0.999))
     result = dsd("distill", "--model", tiny_ckpt, *TINY_RUN, "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["warning: " + ema_short_run_message(4, 0.999)]
+    assert lines == ["warning: " + cli_text(ema_short_run_message(4, 0.999))]
     quiet = dsd("distill", "--model", tiny_ckpt, *TINY_RUN, "--ema", 0.5, "--run-dir", tmp_path / "run2")
     assert quiet.exit_code == 0 and quiet.stderr.strip() == ""
 

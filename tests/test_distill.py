@@ -234,5 +234,5 @@ def test_a_run_with_a_chunked_teacher_matches_the_plain_run(tiny_ckpt, tmp_path)
     sliced = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, teacher_chunks=3).run_loop()).model.state_dict()
     for k in plain:
         torch.testing.assert_close(sliced[k], plain[k], rtol=1e-4, atol=1e-6)
-    with pytest.raises(DsdError, match="teacher-chunks must be at least 1"):
+    with pytest.raises(DsdError, match="teacher_chunks must be at least 1"):
         DistillConfig(teacher_chunks=0)

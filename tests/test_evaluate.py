@@ -147,7 +147,7 @@ def test_folder_reference_splits_in_halves(tmp_path):
 
 
 def test_inception_errors_say_what_to_do(tmp_path):
-    with pytest.raises(DsdError, match="needs --inception PATH.*https://"):
+    with pytest.raises(DsdError, match="needs inception PATH.*https://"):
         get_extractor("inception")
     with pytest.raises(DsdError, match="not found.*download"):
         InceptionFeatures(tmp_path / "missing.pth")

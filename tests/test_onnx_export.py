@@ -140,6 +140,6 @@ def test_bad_targets(tmp_path, target, needle):
 
 def test_undistilled_model_needs_a_step_count(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "m.safetensors", distilled_steps=None)
-    with pytest.raises(DsdError, match="--steps"):
+    with pytest.raises(DsdError, match=r"\(steps N\)"):
         export_onnx(load_model(ckpt), tmp_path / "m.onnx")
     assert export_onnx(load_model(ckpt), tmp_path / "m.onnx", steps=2).steps == 2

@@ -56,7 +56,7 @@ def test_session_options(exported):
     options = sampler.session(3).get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    with pytest.raises(DsdError, match="--threads"):
+    with pytest.raises(DsdError, match="threads must be at least 1"):
         OnnxSampler(exported[1], threads=0)
 
 

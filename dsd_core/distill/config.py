@@ -1,4 +1,5 @@
-"""The settings of a distillation run, checked when they are made, and where PD's training data come from."""
+"""The settings of a distillation run, checked field by field (each on its own when they are made, the step
+counts against the schedule once the model is loaded), and where PD's training data come from."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 from .. import defaults
 from ..accel import check_amp
 from ..checkpoint import LoadedModel
-from ..errors import DsdError
+from ..checks import at_least, below_one, check_guidance_scale, positive
+from ..errors import OptionError
 from .dsd import WEIGHTS
-from .methods import METHODS
+from .methods import METHODS, stage_methods
+from .stepping import Stage, build_stages
 
 
 @dataclass
@@ -43,18 +46,25 @@ class DistillConfig:
     def __post_init__(self) -> None:
         check_amp(self.amp)
         if self.method not in METHODS:
-            raise DsdError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+            raise OptionError("unknown method {value!r}; choose one of {names}", "method", value=self.method,
+                              names=", ".join(METHODS))
         if self.weight not in WEIGHTS:
-            raise DsdError(f"unknown loss weight {self.weight!r}; choose one of {', '.join(WEIGHTS)}")
-        for name in ("batch", "sample_every", "checkpoint_every", "histogram_every", "teacher_chunks"):
-            if getattr(self, name) < 1:
-                raise DsdError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.pd_lr > 0):
-            raise DsdError(f"learning rates must be positive, got {self.lr} and {self.pd_lr}")
-        if self.pd_stages < 0:
-            raise DsdError(f"pd-stages must be at least 0, got {self.pd_stages}")
-        if not 0 <= self.ema_decay < 1:
-            raise DsdError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
+            raise OptionError("unknown loss weight {value!r}; choose one of {names}", "weight", value=self.weight,
+                              names=", ".join(WEIGHTS))
+        at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
+                 histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
+        positive(lr=self.lr, pd_lr=self.pd_lr)
+        at_least(0, pd_stages=self.pd_stages)
+        below_one(ema_decay=self.ema_decay)
+        check_guidance_scale(self.guidance)
+
+    def stages(self, num_timesteps: int = 1000) -> list[Stage]:
+        """The schedule's stages for a model of `num_timesteps`, after the checks of the step counts and the
+        method's stages, which name the field to fix (`n_from`, `n_to`, `updates`, `pd_stages`, …). Not in
+        `__post_init__`: a run first reports a model that cannot load, then the steps it cannot take."""
+        stages = build_stages(self.schedule, self.n_from, self.n_to, self.updates, num_timesteps)
+        stage_methods(self.method, len(stages), self.pd_stages)
+        return stages
 
 
 def training_data_spec(requested: str, base: LoadedModel) -> str:
@@ -66,5 +76,5 @@ def training_data_spec(requested: str, base: LoadedModel) -> str:
         return "digits"
     if named and Path(named).is_dir():
         return named
-    raise DsdError("PD trains on the model's training data, which its checkpoint does not name: pass --data "
-                   "(digits or an image folder)")
+    raise OptionError("PD trains on the model's training data, which its checkpoint does not name: pass {data} "
+                      "(digits or an image folder)")

@@ -4,7 +4,7 @@ a run."""
 
 from __future__ import annotations
 
-from ..errors import DsdError
+from ..errors import OptionError, OptionWarning
 
 METHODS = ("dsd", "tsd", "pd", "dsd+pd")
 NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}  # network evaluations per trajectory (DSD, TSD) or image (PD) and update
@@ -18,10 +18,10 @@ def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
         return ["pd"] * n_stages
     n_pd = pd_stages or n_stages // 2
     if n_stages < 2:
-        raise DsdError(f"dsd+pd needs a DSD stage and a PD stage, but the schedule has {n_stages} stage: "
-                       "use --schedule iterative with --from at least 4·--to")
+        raise OptionError("dsd+pd needs a DSD stage and a PD stage, but the schedule has {n} stage: use {schedule} "
+                          "iterative with {n_from} at least 4·{n_to}", n=n_stages)
     if not 1 <= n_pd < n_stages:
-        raise DsdError(f"--pd-stages {n_pd} leaves no DSD stage among the schedule's {n_stages}")
+        raise OptionError("{pd_stages} {n_pd} leaves no DSD stage among the schedule's {n}", n_pd=n_pd, n=n_stages)
     return ["dsd"] * (n_stages - n_pd) + ["pd"] * n_pd
 
 
@@ -38,13 +38,14 @@ def nfe_text(method: str, methods: list[str], guided_cost: int = 1) -> str:
     return ", ".join(parts)
 
 
-def ema_short_run_message(updates: int, ema_decay: float) -> str | None:
+def ema_short_run_message(updates: int, ema_decay: float) -> OptionWarning | None:
     """The saved weights are the EMA, which starts at the undistilled model and, at a constant decay d, still
     holds d^updates of it at the end. A run shorter than one time constant 1/(1−d) saves a model that is more
     than a third (1/e) the undistilled one: say so before it starts."""
     if ema_decay <= 0 or updates * (1 - ema_decay) >= 1:
         return None
     share = ema_decay ** updates
-    return (f"{updates} updates are shorter than the EMA's time constant ({1 / (1 - ema_decay):.0f} updates at "
-            f"--ema {ema_decay:g}): {100 * share:.0f} % of the saved weights stay the undistilled model's; "
-            f"use more --updates or a lower --ema")
+    return OptionWarning("{n} updates are shorter than the EMA's time constant ({tau:.0f} updates at {ema_decay} "
+                         "{d:g}): {percent:.0f} % of the saved weights stay the undistilled model's; use more "
+                         "{updates} or a lower {ema_decay}", n=updates, tau=1 / (1 - ema_decay), d=ema_decay,
+                         percent=100 * share)

@@ -48,7 +48,7 @@ from ..checkpoint import (
 )
 from ..data import load_dataset
 from ..ema import EMA
-from ..errors import DsdError
+from ..errors import DsdError, OptionError
 from ..guidance import check_guidance, guided_prediction, null_class
 from ..images import to_uint8, write_samples
 from ..loop import MODEL_FILE, PREVIEW, ResumableLoop
@@ -59,7 +59,7 @@ from .config import DistillConfig, training_data_spec
 from .dsd import PairResult
 from .methods import METHODS, stage_methods  # noqa: F401  (re-exported)
 from .pool import TrajectoryPool
-from .stepping import Stage, StepHistogram, build_stages
+from .stepping import Stage, StepHistogram
 from .updates import UPDATES, MethodUpdate, UpdateBatch, stage_plan
 
 MAX_NAN_STREAK = 20
@@ -69,7 +69,7 @@ class Distiller(ResumableLoop):
     """One distillation run of a loaded model; `run_loop()` distils to the end, resuming if asked."""
 
     command, unit, final_phase = "distill", "update", "saving the distilled model"
-    nothing_to_resume_tail = ": it stopped before its first checkpoint); start it again with another --run-dir"
+    nothing_to_resume_tail = ": it stopped before its first checkpoint); start it again with another {run_dir}"
 
     def __init__(self, base: LoadedModel, cfg: DistillConfig, run_dir: str | Path, device: torch.device,
                  base_name: str = "", base_sha256: str = "", world: ddp.World = ddp.SINGLE):
@@ -81,8 +81,7 @@ class Distiller(ResumableLoop):
         check_guidance(base.model, None, cfg.guidance)
         self.base_name, self.base_sha256 = base_name, base_sha256
         self.schedule, self.prediction = base.schedule, base.prediction
-        self.stages: list[Stage] = build_stages(cfg.schedule, cfg.n_from, cfg.n_to, cfg.updates,
-                                                base.schedule.num_timesteps)
+        self.stages: list[Stage] = cfg.stages(base.schedule.num_timesteps)
         self.stage_ends = np.cumsum([s.updates for s in self.stages]).tolist()
         plan = stage_plan(cfg.method, len(self.stages), cfg.pd_stages)
         self.methods = stage_methods(cfg.method, len(self.stages), cfg.pd_stages)
@@ -102,7 +101,7 @@ class Distiller(ResumableLoop):
             self.student = DistributedDataParallel(self.student, device_ids=[device] if device.type == "cuda" else None)
         self.scaler = Scaler(device, cfg.amp)
         self.reset_optimizer(cfg.lr)
-        self.params = list(self.model.parameters())  # walked once: the module tree costs ~1 ms per walk
+        self.params = list(self.model.parameters())  # walked once, not per update (docs/benchmarks.md, "Engine costs")
         self.gen = torch.Generator().manual_seed(cfg.seed)
         c = self.model.config
         self.pool = TrajectoryPool(cfg.batch, (c.in_channels, c.image_size, c.image_size), self.gen, device,
@@ -121,9 +120,9 @@ class Distiller(ResumableLoop):
         if "pd" not in self.methods:
             return
         if self.world.active:
-            raise DsdError("data-parallel runs (--nproc) support dsd and tsd, not PD stages")
+            raise OptionError("data-parallel runs ({nproc}) support dsd and tsd, not PD stages")
         if self.num_classes is not None:
-            raise DsdError("PD of class-conditional models is not supported; use --method dsd or tsd")
+            raise OptionError("PD of class-conditional models is not supported; use {method} dsd or tsd")
         self.data_spec = training_data_spec(self.cfg.data, base)
         self.data, _ = load_dataset(self.data_spec)
         c = base.model.config
@@ -315,8 +314,8 @@ class Distiller(ResumableLoop):
                            message="non-finite loss: update skipped, affected trajectories restarted")
             if self.nan_streak >= MAX_NAN_STREAK:
                 self.run.event("error", message=f"{MAX_NAN_STREAK} non-finite losses in a row")
-                raise DsdError(f"{MAX_NAN_STREAK} non-finite losses in a row at update {self.update}; "
-                               "lower --lr (the last checkpoint holds finite weights)")
+                raise OptionError("{n} non-finite losses in a row at update {update}; lower {lr} (the last "
+                                  "checkpoint holds finite weights)", n=MAX_NAN_STREAK, update=self.update)
         self.run.event("loss", **event)
 
     def after_update(self, event: dict, phase) -> None:

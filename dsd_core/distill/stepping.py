@@ -19,18 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DsdError
+from ..errors import OptionError
 from ..timesteps import ddim_timesteps
 
 SCHEDULES = ("naive", "iterative", "gradual-linear", "gradual-exp")
 
 
-class StepsError(DsdError):
-    """Step counts that do not fit a schedule; `option` names the command-line option to fix."""
-
-    def __init__(self, message: str, option: str):
-        super().__init__(message)
-        self.option = option
+class StepsError(OptionError):
+    """Step counts that do not fit a schedule; `field` names the config field to fix (see `OptionError`)."""
 
 
 @dataclass(frozen=True)
@@ -56,26 +52,27 @@ def split_budget(total: int, weights: list[float]) -> list[int]:
 def build_stages(schedule: str, n_from: int, n_to: int, updates: int, num_timesteps: int = 1000) -> list[Stage]:
     """The stages of a distillation from `n_from` sampling steps' quality down to `n_to` sampling steps."""
     if schedule not in SCHEDULES:
-        raise StepsError(f"unknown step schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}", "schedule")
+        raise StepsError("unknown step schedule {value!r}; choose one of {names}", "schedule", value=schedule,
+                         names=", ".join(SCHEDULES))
     if n_to < 1:
-        raise StepsError(f"--to must be at least 1 step, got {n_to}", "to")
+        raise StepsError("{n_to} must be at least 1 step, got {n}", n=n_to)
     if updates < 1:
-        raise StepsError(f"--updates must be at least 1, got {updates}", "updates")
+        raise StepsError("{updates} must be at least 1, got {n}", n=updates)
     if schedule != "naive" and n_from < 2 * n_to:
-        raise StepsError(f"--from {n_from} must be at least twice --to {n_to}", "to")
+        raise StepsError("{n_from} {a} must be at least twice {n_to} {b}", "n_to", a=n_from, b=n_to)
     if 2 * max(n_from, n_to) > 2 * num_timesteps or n_from > num_timesteps:
-        raise StepsError(f"--from {n_from} exceeds the schedule's {num_timesteps} timesteps", "from")
+        raise StepsError("{n_from} {n} exceeds the schedule's {t} timesteps", n=n_from, t=num_timesteps)
     if schedule == "naive":
         counts = [2 * n_to]
     elif schedule == "iterative":
         ratio = n_from // n_to
         if n_from % n_to or ratio & (ratio - 1):
-            raise StepsError(f"iterative halving needs --from = --to × 2^k; {n_from} is not a power-of-two multiple of "
-                             f"{n_to}", "from")
+            raise StepsError("iterative halving needs {n_from} = {n_to} × 2^k; {a} is not a power-of-two multiple "
+                             "of {b}", "n_from", a=n_from, b=n_to)
         counts = [n_from // 2**i for i in range(ratio.bit_length() - 1)]
     else:
         if n_from % 2:
-            raise StepsError(f"gradual schedules step down by 2 and need an even --from, got {n_from}", "from")
+            raise StepsError("gradual schedules step down by 2 and need an even {n_from}, got {n}", n=n_from)
         counts = list(range(n_from, 2 * n_to - 1, -2))
     if schedule == "gradual-exp":
         half_life = max(1.0, len(counts) / 4)
@@ -84,7 +81,8 @@ def build_stages(schedule: str, n_from: int, n_to: int, updates: int, num_timest
         weights = [1.0] * len(counts)
     shares = split_budget(updates, weights)
     if min(shares) < 1:
-        raise StepsError(f"{updates} updates cannot cover {len(counts)} stages; give at least {len(counts)}", "updates")
+        raise StepsError("{n} updates cannot cover {k} stages; give at least {k}", "updates", n=updates,
+                         k=len(counts))
     return [Stage(n, u) for n, u in zip(counts, shares)]
 
 

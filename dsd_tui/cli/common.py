@@ -23,7 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dsd_core.errors import DsdError
+from dsd_core.checks import check_threads
+from dsd_core.errors import DsdError, render
 
 if TYPE_CHECKING:
     import torch
@@ -46,10 +47,24 @@ EXIT_INTERRUPTED = 130
 EXIT_INTERNAL_ERROR = 1
 DEBUG = False  # `dsd --debug …`: tracebacks as well as the one-line errors
 
+# The engine names a setting by its config field (`OptionError`); the CLI says the option: `--` and the field
+# with dashes, except for these.
+FLAG_OF_FIELD = {"ema_decay": "--ema", "n_from": "--from", "n_to": "--to", "compile": "--compile"}
+
+
+def flag(field: str) -> str:
+    """The option of a config field: `n_to` → `--to`, `sample_every` → `--sample-every`."""
+    return FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+
+
+def cli_text(message: object) -> str:
+    """An error or warning as the CLI says it: settings named by their options (`--guidance`, not `guidance`)."""
+    return render(message, flag)
+
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (e.g. a skipped unreadable image) as `warning: …`, without source lines."""
-    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(cli_text(message))}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -65,7 +80,7 @@ def user_errors() -> Iterator[None]:
         except DsdError as exc:
             if DEBUG:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(cli_text(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt as exc:
             said = f": {escape(str(exc))}" if str(exc) else ""  # how to resume, when the run could checkpoint first
@@ -123,9 +138,8 @@ def setup_device(device: str | None, threads: int | None) -> torch.device:
     from dsd_core.device import pick_device
     from dsd_core.threads import default_threads
 
+    check_threads(threads)
     if threads is not None:
-        if threads < 1:
-            raise DsdError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     else:
         torch.set_num_threads(default_threads(torch.get_num_threads()))

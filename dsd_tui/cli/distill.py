@@ -14,6 +14,7 @@ from rich.progress import TextColumn
 from dsd_core import defaults
 from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
+from dsd_core.checks import at_least
 from dsd_core.distill.methods import ema_short_run_message, nfe_text
 from dsd_core.distill.runner import DistillConfig, Distiller, load_base
 from dsd_core.errors import DsdError
@@ -85,8 +86,7 @@ def distill(
     """Distil a model so that it samples well in --to steps; writes RUN_DIR/model.safetensors."""
     options = dict(locals())
     with user_errors():
-        if nproc < 1:
-            raise DsdError(f"--nproc must be at least 1, got {nproc}")
+        at_least(1, nproc=nproc)
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             check_out(out, save_format, force)  # once here, not once per process
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))

@@ -51,7 +51,9 @@ def main(argv: list[str]) -> int:
             report.path.with_suffix(".json").write_text(line + "\n")
             print(line, flush=True)
     except DsdError as exc:
-        print(f"error: {exc}", flush=True)
+        from .setup_form import app_text
+
+        print(f"error: {app_text(exc)}", flush=True)
         return 2
     return 0
 

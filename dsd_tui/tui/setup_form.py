@@ -11,11 +11,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsd_core import defaults
+from dsd_core.errors import render
 
 from .process import dsd_argv
 
 CHECKPOINT = "checkpoint"  # the model choice that reads the path field
 CROSS_CHECKED = ("n_from", "n_to", "updates", "schedule")  # fields the step-count rules read together
+# The form's label of each field; the engine's messages name settings by field (`OptionError`) and the app says
+# them with these labels (a setting without a field here: its name with spaces).
+LABELS = {"model": "model", "path": "checkpoint", "method": "method", "schedule": "schedule", "n_from": "from steps",
+          "n_to": "to steps", "updates": "updates", "batch": "batch", "lr": "lr", "seed": "seed", "threads": "threads"}
+
+
+def label(field: str) -> str:
+    return LABELS.get(field, field.replace("_", " "))
+
+
+def app_text(message: object) -> str:
+    """An engine error or warning as the app says it: settings named by their labels (`to steps`, not `--to`)."""
+    return render(message, label)
 
 
 def short_float(value: float) -> str:
@@ -139,5 +153,5 @@ def _steps_problem(schedule: str, n_from: int, n_to: int, updates: int) -> tuple
     try:
         build_stages(schedule, n_from, n_to, updates)
     except StepsError as exc:
-        return {"from": "n_from", "to": "n_to"}.get(exc.option, exc.option), str(exc)
+        return exc.field, app_text(exc)
     return None

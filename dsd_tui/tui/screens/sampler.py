@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 
 from ..grid import compose, fit, to_tiles
 from ..messages import SamplerFailed, SamplesReady
+from ..setup_form import app_text
 from ..widgets.tiles import TileGrid
 
 MAX_NUM = 64
@@ -101,7 +102,7 @@ class SamplerScreen(Screen):
                 images = sampler.sample(num, seed, class_labels=label if sampler.num_classes else None)
                 seconds = self.clock() - start
             except DsdError as exc:
-                self.post_message(SamplerFailed(str(exc)))
+                self.post_message(SamplerFailed(app_text(exc)))
                 return
         if sampler.num_classes != self.num_classes:
             self.app.call_from_thread(self.set_classes, sampler.num_classes)

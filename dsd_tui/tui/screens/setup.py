@@ -13,14 +13,12 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from ..catalog import Catalog, load_catalog, method_label
 from ..messages import CatalogLoaded
 from ..recent import RecentRun, recent_runs
-from ..setup_form import CHECKPOINT, CROSS_CHECKED, DEFAULTS, DistillRequest, check
+from ..setup_form import CHECKPOINT, CROSS_CHECKED, DEFAULTS, LABELS, DistillRequest, check
 
 FIELDS = [  # (key, label, kind); kind "select" or "input"
-    ("model", "model", "select"), ("path", "checkpoint", "input"),
-    ("method", "method", "select"), ("schedule", "schedule", "select"),
-    ("n_from", "from steps", "input"), ("n_to", "to steps", "input"),
-    ("updates", "updates", "input"), ("batch", "batch", "input"),
-    ("lr", "lr", "input"), ("seed", "seed", "input"),
+    (key, LABELS[key], kind) for key, kind in (
+        ("model", "select"), ("path", "input"), ("method", "select"), ("schedule", "select"), ("n_from", "input"),
+        ("n_to", "input"), ("updates", "input"), ("batch", "input"), ("lr", "input"), ("seed", "input"))
 ]
 PLACEHOLDERS = {"path": "file or diffusers folder"}
 RECENT_COLUMNS = ("run", "method", "steps", "progress", "status")
