@@ -59,7 +59,8 @@ def table(results: list[dict], per_class: int, seed: int) -> str:
     for r in results:
         worst = min(r["acc"]["per_class"].items(), key=lambda kv: kv[1])
         lines.append(f"| {r['model']} | {r['steps']} | {r['w']:g} | {r['nfe']:g} | {100 * r['acc']['accuracy']:.1f} % "
-                     f"| {worst[0]}: {100 * worst[1]:.0f} % | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+                     f"| {worst[0]}: {100 * worst[1]:.0f} % | {r['fd']:.2f} | {r['precision']:.3f} "
+                     f"| {r['recall']:.3f} |")
     lines += ["", "Per digit (asked-for digit recognised, %):", "",
               "| model | steps | w | " + " | ".join(str(c) for c in range(10)) + " |",
               "|---|---:|---:|" + "---:|" * 10]

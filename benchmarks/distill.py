@@ -76,7 +76,8 @@ def peak_rss_mb() -> float:
 
 def run(rows: list[Row], updates: int, num: int, only: list[str] | None, base_model: str = "digits") -> list[dict]:
     ref, feats = digits_reference(), DigitsFeatures()
-    out = [] if only and "undistilled" not in only else [{"name": "undistilled", "steps": s, "updates": 0, "nfe_per_update": 0, "wall": 0.0,
+    out = [] if only and "undistilled" not in only else [{"name": "undistilled", "steps": s, "updates": 0,
+                            "nfe_per_update": 0, "wall": 0.0,
                             **score(base_model, s, num, ref, feats)} for s in (8, 4, 2)]
     for row in rows:
         if only and row.name not in only and str(rows.index(row)) not in only:
@@ -141,7 +142,8 @@ def main() -> None:
         peak_mb = peak_rss_mb()
     threads = f" --threads {args.threads}" if args.threads else ""
     base = f" --base {args.base}" if args.base != "digits" else ""
-    text = (f"Command: `python benchmarks/distill.py --table {args.table}{base} --updates {args.updates} --num {args.num}"
+    text = (f"Command: `python benchmarks/distill.py --table {args.table}{base} --updates {args.updates} "
+            f"--num {args.num}"
             f"{threads} --write` — {platform.machine()}, torch {torch.__version__}; "
             f"batch 64, lr 3e-5, EMA teacher (unless the row says otherwise), authors' weight, EMA 0.999, x0 "
             f"clipped; peak RSS {peak_mb:.0f} MB. "

@@ -132,7 +132,8 @@ def main() -> int:
     rows += [trained, train_phase(args.train_steps, args.amp, False)]
     if args.compile:
         rows.append(train_phase(args.train_steps, args.amp, True))
-    rows += [distill_phase(trained["model"], args.updates, "off"), distill_phase(trained["model"], args.updates, args.amp)]
+    rows += [distill_phase(trained["model"], args.updates, "off"),
+             distill_phase(trained["model"], args.updates, args.amp)]
     rows += sample_phase(trained["model"])
     for row in rows:
         print(" | ".join(f"{k} {v}" for k, v in row.items() if k != "model"))

@@ -65,7 +65,8 @@ def table(results: list[dict]) -> str:
     floor = results[0]["floor"]
     n, nf = results[0]["n"], floor["n"]
     lines = [
-        f"| model | method | steps | NFE/sample | FD (n={n}) | FD (n={nf}) | precision | recall | density | coverage | ms/image |",
+        f"| model | method | steps | NFE/sample | FD (n={n}) | FD (n={nf}) | precision | recall | density | coverage "
+        "| ms/image |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -22,13 +21,13 @@ from pathlib import Path
 
 import onnxruntime
 import torch
+from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 from torch.utils.flop_counter import FlopCounterMode
 
 from dsd_core.checkpoint import load_model
 from dsd_core.sampling import sample
 from exporters.onnx_export import export_onnx
 from exporters.runtime import OnnxSampler
-from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 START, END = "<!-- sampling:start -->", "<!-- sampling:end -->"
 MODEL, STEPS = "digits-dsd8", 8

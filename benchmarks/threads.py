@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
+
 from dsd_core.threads import usable_cpus
 
 DSD = [sys.executable, "-m", "dsd_tui.cli"]

@@ -111,7 +111,8 @@ def plot(results: list[dict], path: Path) -> None:
 
 def table(results: list[dict]) -> str:
     by = {r["variant"]: {pt["step"]: pt for pt in r["curve"]} for r in results}
-    head = "| step | " + " | ".join(f"FD@{n} plain | FD@{n} +DSD" for n in EVAL_STEPS) + " | train s plain | train s +DSD |"
+    head = ("| step | " + " | ".join(f"FD@{n} plain | FD@{n} +DSD" for n in EVAL_STEPS)
+            + " | train s plain | train s +DSD |")
     lines = [head, "|---:|" + "---:|" * (2 * len(EVAL_STEPS) + 2)]
     for step in sorted(by["plain"]):
         a, b = by["plain"][step], by["self-distill"].get(step)

@@ -142,10 +142,12 @@ def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise DsdError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise DsdError(f"{path}: weights do not match the model config (missing {missing[:3]}, "
+                       f"unexpected {unexpected[:3]})")
     for k, v in state.items():
         if v.shape != expected[k].shape:
-            raise DsdError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the config expects {tuple(expected[k].shape)}")
+            raise DsdError(f"{path}: tensor {k} has shape {tuple(v.shape)}, "
+                           f"the config expects {tuple(expected[k].shape)}")
     module.load_state_dict(state)
 
 

@@ -68,12 +68,15 @@ class InceptionFeatures:
         try:
             torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DsdError(f"{weights} is not a plain weights file (refused by torch's weights-only loader): {exc}") from None
+            raise DsdError(f"{weights} is not a plain weights file (refused by torch's weights-only loader): "
+                           f"{exc}") from None
         try:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError as exc:
-            raise DsdError(f"Inception features need torch-fidelity (pip install torch-fidelity torchvision): {exc}") from None
-        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+            raise DsdError("Inception features need torch-fidelity (pip install torch-fidelity torchvision): "
+                           f"{exc}") from None
+        self.net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
         self.net = self.net.to(device).eval()
         self.device, self.batch = device, batch
 
@@ -86,7 +89,9 @@ class InceptionFeatures:
         return torch.cat(feats).double().cpu().numpy()
 
 
-def get_extractor(name: str, inception: str | Path | None = None, device: str | torch.device = "cpu") -> FeatureExtractor:
+def get_extractor(
+    name: str, inception: str | Path | None = None, device: str | torch.device = "cpu"
+) -> FeatureExtractor:
     if name == "digits":
         return DigitsFeatures()
     if name == "inception":

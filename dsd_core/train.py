@@ -175,7 +175,8 @@ class Trainer(ResumableLoop):
         if state is None:
             return False
         tensors, meta = state
-        if meta["config"]["model_config"] != self.model.config.to_dict() or TrainConfig(**meta["config"]["train"]) != self.cfg:
+        saved = meta["config"]
+        if saved["model_config"] != self.model.config.to_dict() or TrainConfig(**saved["train"]) != self.cfg:
             raise DsdError(f"{path} was written with other settings; resume with the run's own config.json")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.step = meta["step"]

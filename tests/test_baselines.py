@@ -42,7 +42,8 @@ def _teacher_walk(teacher, x_t, t, t_mid, t_next):
 
 def test_pd_loss_matches_its_formula(tiny_model):
     x0, eps = torch.rand(4, 1, 8, 8) * 2 - 1, torch.randn(4, 1, 8, 8)
-    t, t_mid, t_next = torch.tensor([999, 749, 499, 249]), torch.tensor([874, 624, 374, 124]), torch.tensor([749, 499, 249, -1])
+    t, t_mid, t_next = (torch.tensor([999, 749, 499, 249]), torch.tensor([874, 624, 374, 124]),
+                        torch.tensor([749, 499, 249, -1]))
     teacher = lambda x, tt: 0.5 * tiny_model(x, tt)  # noqa: E731  (a different network from the student)
     res = pd_loss(tiny_model, teacher, x0, eps, t, t_mid, t_next, S, "eps", True)
     with torch.no_grad():

@@ -127,7 +127,8 @@ def test_hub_id_offline_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(DsdError, match="could not load 'google/ddpm-cifar10-32' from the Hugging Face hub"):
         load_model("google/ddpm-cifar10-32")
     result = run("sample", "--model", "google/ddpm-cifar10-32", "--steps", 2, tmp_path / "out.png")
-    assert result.exit_code == 2 and result.stderr.startswith("error: could not load") and "Traceback" not in result.output
+    assert (result.exit_code == 2 and result.stderr.startswith("error: could not load")
+            and "Traceback" not in result.output)
 
 
 def test_missing_diffusers_says_how_to_install(monkeypatch, pipeline_dir):

@@ -111,7 +111,8 @@ def test_pair_loss_matches_its_formula(tiny_model):
     res = dsd_pair_loss(tiny_model, tiny_model, x, t, mid, nxt, S, "eps", weight="authors", clip_x0=True)
     with torch.no_grad():
         pred = tiny_model(x, t)
-        x0_s = (x - (1 - S.alpha_bar(t)).sqrt().view(-1, 1, 1, 1).float() * pred) / S.alpha_bar(t).sqrt().view(-1, 1, 1, 1).float()
+        x0_s = ((x - (1 - S.alpha_bar(t)).sqrt().view(-1, 1, 1, 1).float() * pred)
+                / S.alpha_bar(t).sqrt().view(-1, 1, 1, 1).float())
         x_mid = ddim_step(pred, x, t, mid, S, clip_x0=True).prev_sample
         target = ddim_step(tiny_model(x_mid, mid), x_mid, mid, nxt, S, clip_x0=True).pred_x0
         w = S.log_snr(t).clamp(min=1).float()
@@ -205,8 +206,10 @@ def test_endless_nans_stop_the_run(tiny_ckpt, tmp_path, nan_dsd_loss):
 
 
 def test_ema_teacher_differs_from_self_teacher(tiny_ckpt, tmp_path):
-    a = load_model(_distiller(tiny_ckpt, tmp_path / "a", updates=4, ema_teacher=False, ema_decay=0.9).run_loop()).model.state_dict()
-    b = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, ema_teacher=True, ema_decay=0.9).run_loop()).model.state_dict()
+    a = load_model(_distiller(tiny_ckpt, tmp_path / "a", updates=4, ema_teacher=False,
+                              ema_decay=0.9).run_loop()).model.state_dict()
+    b = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, ema_teacher=True,
+                              ema_decay=0.9).run_loop()).model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
@@ -231,7 +234,8 @@ def test_teacher_in_chunks_gives_the_unsliced_result_and_sees_each_slice(tiny_mo
 
 def test_a_run_with_a_chunked_teacher_matches_the_plain_run(tiny_ckpt, tmp_path):
     plain = load_model(_distiller(tiny_ckpt, tmp_path / "a", updates=4).run_loop()).model.state_dict()
-    sliced = load_model(_distiller(tiny_ckpt, tmp_path / "b", updates=4, teacher_chunks=3).run_loop()).model.state_dict()
+    sliced = load_model(
+        _distiller(tiny_ckpt, tmp_path / "b", updates=4, teacher_chunks=3).run_loop()).model.state_dict()
     for k in plain:
         torch.testing.assert_close(sliced[k], plain[k], rtol=1e-4, atol=1e-6)
     with pytest.raises(DsdError, match="teacher_chunks must be at least 1"):

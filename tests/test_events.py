@@ -130,7 +130,8 @@ def test_readers_skip_hostile_lines_and_keep_unknown_kinds(tmp_path):
     good = [b'{"event": "loss", "time": 1.0, "update": 1, "loss": 0.5}', b'{"event": "telemetry", "time": 2.0, "x": 1}',
             b'{"event": "end", "time": 3.0, "model": "m"}']
     log.write_bytes(b"\n".join([HOSTILE[0], good[0], *HOSTILE[1:], *good[1:]]) + b"\n")
-    expected = [ev.LossEvent(time=1.0, update=1, loss=0.5), ev.UnknownEvent(time=2.0, name="telemetry", values={"x": 1}),
+    expected = [ev.LossEvent(time=1.0, update=1, loss=0.5),
+                ev.UnknownEvent(time=2.0, name="telemetry", values={"x": 1}),
                 ev.EndEvent(time=3.0, model="m")]
     assert ev.read_events(log) == expected
     tail = ev.EventTail(log)

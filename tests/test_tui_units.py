@@ -241,7 +241,8 @@ def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkey
     from dsd_tui.tui import process as process_module
 
     monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.2)
-    code = "import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)")
     proc = process_module.RunProcess.start([sys.executable, "-c", code], tmp_path)
     deadline = time.monotonic() + 30
     while b"ready" not in (tmp_path / process_module.LOG_FILE).read_bytes():

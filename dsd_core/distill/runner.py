@@ -190,7 +190,8 @@ class Distiller(ResumableLoop):
         tensors, meta = state
         saved = meta["config"]
         if DistillConfig(**saved["distill"]) != self.cfg or saved["base_sha256"] != self.base_sha256:
-            raise DsdError(f"{path} was written with other settings or another base model; resume with the run's own config")
+            raise DsdError(f"{path} was written with other settings or another base model; "
+                           "resume with the run's own config")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.pool.load(unprefixed("pool", tensors))
         for update in self.updates.values():

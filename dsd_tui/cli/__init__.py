@@ -38,7 +38,9 @@ app = typer.Typer(
 
 
 @app.callback()
-def options(debug: bool = typer.Option(False, "--debug", help="Show tracebacks with errors (for bug reports).")) -> None:
+def options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks with errors (for bug reports)."),
+) -> None:
     common.DEBUG = debug
 
 

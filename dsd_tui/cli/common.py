@@ -92,7 +92,8 @@ def user_errors() -> Iterator[None]:
             if DEBUG:
                 raise
             what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {escape(what)} (dsd --debug … shows "
+            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {escape(what)} "
+                              "(dsd --debug … shows "
                               "the traceback; please report it)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 

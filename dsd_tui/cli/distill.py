@@ -40,7 +40,8 @@ D = DistillConfig()
 
 
 def distill(
-    model: str = typer.Option(defaults.DISTILL_MODEL, "--model", "-m", help="Model to distil: built-in name or checkpoint."),
+    model: str = typer.Option(defaults.DISTILL_MODEL, "--model", "-m",
+                              help="Model to distil: built-in name or checkpoint."),
     method: str = typer.Option(D.method, "--method",
                                help="dsd, tsd (frozen teacher), pd (progressive distillation, needs data) or dsd+pd."),
     schedule: str = typer.Option(D.schedule, "--schedule", help="naive, iterative, gradual-linear or gradual-exp."),

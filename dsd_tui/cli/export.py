@@ -26,7 +26,8 @@ def export(
     out: Path = typer.Argument(..., help="OUT.onnx"),
     onnx: bool = typer.Option(False, "--onnx", help="Export to ONNX (the only format so far)."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="Built-in name or checkpoint path (default: the best shipped model distilled for --steps, or 8: digits-v-dsdN)."),
+                              help="Built-in name or checkpoint path (default: the best shipped model distilled for "
+                                   "--steps, or 8: digits-v-dsdN)."),
     steps: int = typer.Option(None, "--steps", "-s",
                               help="Sampler steps (default: the count the model was distilled for)."),
     step_model: bool = typer.Option(False, "--step-model",

@@ -27,12 +27,14 @@ def sample(
                               help="Built-in name, checkpoint path or exported .onnx sampler (default: "
                                    "digits-v-dsdN for --steps N if shipped, else digits-v; digits-v-dsd8 without "
                                    "--steps)."),
-    steps: int = typer.Option(None, "--steps", "-s", help="DDIM steps (default: the model's distilled count, else 64)."),
+    steps: int = typer.Option(None, "--steps", "-s",
+                              help="DDIM steps (default: the model's distilled count, else 64)."),
     num: int = typer.Option(64, "--num", "-n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise (numpy PCG64)."),
     batch: int = typer.Option(256, "--batch", help="Images per network call (does not change the images)."),
     spacing: str = typer.Option(None, "--spacing", help="Timestep grid: trailing (default) or leading."),
-    clip: bool = typer.Option(None, "--clip/--no-clip", help="Clip the x0 estimate to [-1, 1] at each step (default: on)."),
+    clip: bool = typer.Option(None, "--clip/--no-clip",
+                              help="Clip the x0 estimate to [-1, 1] at each step (default: on)."),
     backend: str = typer.Option("torch", "--backend",
                                 help="torch, or ort: onnxruntime, exporting the model to a cache on first use "
                                      "(an .onnx model always runs on onnxruntime)."),

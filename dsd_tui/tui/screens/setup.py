@@ -115,7 +115,7 @@ class SetupScreen(Screen):
     # -- the form -----------------------------------------------------------------------------------
     def values(self) -> dict[str, str]:
         out = {}
-        for key, _, kind in FIELDS:
+        for key, _, _kind in FIELDS:
             widget = self.query_one(f"#{key}")
             value = widget.value
             out[key] = "" if value is Select.BLANK or value is None else str(value)
