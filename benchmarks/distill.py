@@ -26,7 +26,8 @@ import torch
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 from dsd_core.checkpoint import load_model
-from dsd_core.distill.runner import DistillConfig, Distiller, load_base
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.runner import Distiller, load_base
 from dsd_core.evaluate import digits_reference, evaluate
 from dsd_core.features import DigitsFeatures
 from dsd_core.images import to_uint8

@@ -27,7 +27,8 @@ import torch
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 from torch.profiler import ProfilerActivity, profile
 
-from dsd_core.distill.runner import DistillConfig, Distiller, load_base
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.runner import Distiller, load_base
 
 # (label, method, extra DistillConfig fields)
 VARIANTS = (

@@ -64,7 +64,8 @@ def train_phase(steps: int, amp: str, compile_net: bool) -> dict:
 
 def distill_phase(model: str, updates: int, amp: str) -> dict:
     from dsd_core.checkpoint import load_model
-    from dsd_core.distill.runner import DistillConfig, Distiller
+    from dsd_core.distill.config import DistillConfig
+    from dsd_core.distill.runner import Distiller
 
     cfg = DistillConfig(n_from=16, n_to=8, updates=updates, batch=64, guidance=3.0, amp=amp, sample_every=10**9,
                         checkpoint_every=10**9)

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from .errors import DsdError
-from .timesteps import SPACINGS, ddim_timesteps, step_pairs  # noqa: F401  (re-exported: the grids live there)
 
 SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
 DEFAULT_BETAS = (1e-4, 0.02)

@@ -6,9 +6,11 @@ import torch
 
 from dsd_core.checkpoint import load_model
 from dsd_core.ddim import add_noise, ddim_step, pred_to_x0_eps, x0_reaching
+from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.dsd import loss_weight
+from dsd_core.distill.methods import stage_methods
 from dsd_core.distill.pd import pd_loss
-from dsd_core.distill.runner import DistillConfig, Distiller, stage_methods
+from dsd_core.distill.runner import Distiller
 from dsd_core.errors import DsdError
 from dsd_core.runs import read_events
 from dsd_core.schedule import NoiseSchedule

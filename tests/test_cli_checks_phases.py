@@ -15,7 +15,8 @@ from rich.progress import Progress
 from dsd_core.checkpoint import load_model
 from dsd_core.classifier import train_classifier
 from dsd_core.data import load_digits
-from dsd_core.distill.runner import DistillConfig, Distiller
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.runner import Distiller
 from dsd_core.train import TrainConfig, Trainer
 from dsd_tui.cli.train import bar_phases
 

@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 
-from dsd_core.distill.runner import DistillConfig
+from dsd_core.distill.config import DistillConfig
 from dsd_core.train import TrainConfig
 from dsd_tui.cli import distill as distill_cli
 from dsd_tui.cli import train as train_cli

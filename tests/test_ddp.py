@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 
 from dsd_core import distributed as ddp
 from dsd_core.checkpoint import LoadedModel, load_model
-from dsd_core.distill.runner import DistillConfig, Distiller
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.runner import Distiller
 from dsd_core.models import UNet, UNetConfig
 from dsd_core.runs import read_events
 from dsd_core.schedule import NoiseSchedule

@@ -6,13 +6,15 @@ import torch
 
 from dsd_core.checkpoint import load_model
 from dsd_core.ddim import ddim_step, target_for
+from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.dsd import dsd_pair_loss, in_chunks, loss_weight
 from dsd_core.distill.pool import TrajectoryPool
-from dsd_core.distill.runner import DistillConfig, Distiller
+from dsd_core.distill.runner import Distiller
 from dsd_core.distill.stepping import StepHistogram, build_stages, split_budget
 from dsd_core.errors import DsdError
 from dsd_core.runs import read_events
-from dsd_core.schedule import NoiseSchedule, ddim_timesteps
+from dsd_core.schedule import NoiseSchedule
+from dsd_core.timesteps import ddim_timesteps
 
 S = NoiseSchedule("linear")
 CPU = torch.device("cpu")

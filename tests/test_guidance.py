@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from dsd_core.accel import autocast_net
 from dsd_core.checkpoint import LoadedModel, load_model, save_model
 from dsd_core.classes import class_ids
-from dsd_core.distill.runner import DistillConfig, Distiller
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.runner import Distiller
 from dsd_core.errors import DsdError
 from dsd_core.evaluate import per_class_accuracy
 from dsd_core.guidance import guided_prediction

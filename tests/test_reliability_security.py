@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from dsd_core import __version__
-from dsd_core.distill.runner import DistillConfig
+from dsd_core.distill.config import DistillConfig
 from dsd_core.errors import DsdError
 from dsd_tui.tui.export_job import onnx_path
 from exporters import metadata as md

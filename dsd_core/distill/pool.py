@@ -18,7 +18,8 @@ from typing import Callable
 import torch
 
 from ..ddim import ddim_step
-from ..schedule import NoiseSchedule, ddim_timesteps
+from ..schedule import NoiseSchedule
+from ..timesteps import ddim_timesteps
 
 
 def grid_pairs(grid: list[int], k: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:

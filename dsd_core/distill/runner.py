@@ -57,7 +57,7 @@ from ..runs import STATE_FILE, RunDir
 from ..sampling import sample
 from .config import DistillConfig, training_data_spec
 from .dsd import PairResult
-from .methods import METHODS, stage_methods  # noqa: F401  (re-exported)
+from .methods import stage_methods
 from .pool import TrajectoryPool
 from .stepping import Stage, StepHistogram
 from .updates import UPDATES, MethodUpdate, UpdateBatch, stage_plan

@@ -15,8 +15,9 @@ from dsd_core import defaults
 from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checks import at_least
+from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.methods import ema_short_run_message, nfe_text
-from dsd_core.distill.runner import DistillConfig, Distiller, load_base
+from dsd_core.distill.runner import Distiller, load_base
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.runs import RunDir, read_run_config
