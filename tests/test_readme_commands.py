@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import click
 import pytest
 
 from dsd_tui.cli import COMMANDS
@@ -28,7 +27,7 @@ def table_rows() -> dict[str, str]:
     return rows
 
 
-def options_of(command: click.Command) -> dict[str, click.Parameter]:
+def options_of(command) -> dict:
     names = {}
     for param in command.params:
         for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:

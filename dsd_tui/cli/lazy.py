@@ -7,11 +7,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+# click is reached through typer only: typer ≥ 0.29 vendors it (typer._click) and installs no `click`.
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ def have_torch() -> bool:
         return False
 
 
-def load(name: str, spec: LazyCommand) -> click.Command:
+def load(name: str, spec: LazyCommand) -> Any:
     """The real click command: the module imported, its function turned into a command by Typer."""
     if spec.needs_torch and not have_torch():
         from .notorch import needs_torch_command
@@ -48,17 +49,17 @@ def load(name: str, spec: LazyCommand) -> click.Command:
 class LazyGroup(TyperGroup):
     commands_spec: ClassVar[dict[str, LazyCommand]] = {}
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands_spec)
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, name: str) -> Any:
         """A stand-in carrying the summary: what a listing needs. Running a command goes through resolve_command."""
         spec = self.commands_spec.get(name)
         if spec is None:
             return None
-        return click.Command(name, short_help=spec.summary, help=spec.summary)
+        return TyperCommand(name, short_help=spec.summary, help=spec.summary)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx: Any, args: list[str]):
         name, stand_in, rest = super().resolve_command(ctx, args)
         if stand_in is None or name not in self.commands_spec:
             return name, stand_in, rest
