@@ -128,6 +128,19 @@ class SnapshotEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class QualityEvent(Event):
+    """The run's data-free agreement check: the EMA model at `steps` sampling steps against the starting
+    model at the finest grid, from the same fixed noises (mean squared error of [−1, 1] images, and PSNR)."""
+
+    kind: ClassVar[str] = "quality"
+    update: int
+    steps: int
+    mse: float
+    psnr: float
+    best: bool = False  # the best agreement at this step count so far: saved as model-best-Nsteps
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckpointEvent(Event):
     """A resumable state was saved."""
 
@@ -184,8 +197,8 @@ class UnknownEvent(Event):
 
 
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
-    ConfigEvent, ResumeEvent, StageEvent, LossEvent, HistogramEvent, SamplesEvent, SnapshotEvent, CheckpointEvent,
-    WarningEvent, ErrorEvent, InterruptedEvent, EndEvent)}
+    ConfigEvent, ResumeEvent, StageEvent, LossEvent, HistogramEvent, SamplesEvent, SnapshotEvent, QualityEvent,
+    CheckpointEvent, WarningEvent, ErrorEvent, InterruptedEvent, EndEvent)}
 
 
 def _spec(cls: type[Event]) -> list[tuple[str, Any, bool, dict]]:

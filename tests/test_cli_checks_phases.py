@@ -59,9 +59,11 @@ def test_distillation_shows_its_warm_up_before_any_loss(tiny_ckpt, tmp_path):
                         checkpoint_every=100)
     timeline = Timeline()
     Distiller(load_model(tiny_ckpt), cfg, tmp_path, CPU).run_loop(timeline.progress, phase=timeline.phase)
-    assert timeline.phases() == ["sampling a preview grid", "filling the trajectory pool", "saving the 4-step model",
-                                 "filling the trajectory pool", "sampling a preview grid", "saving a checkpoint",
-                                 "saving the distilled model"]
+    assert timeline.phases() == ["sampling a preview grid", "filling the trajectory pool",
+                                 "checking agreement at 4 steps", "saving the best 4-step model",
+                                 "saving the 4-step model", "filling the trajectory pool",
+                                 "checking agreement at 2 steps", "saving the best 2-step model",
+                                 "sampling a preview grid", "saving a checkpoint", "saving the distilled model"]
     first_update = timeline.seen.index(("progress", 1))
     assert timeline.seen[first_update - 1] == ("end", "filling the trajectory pool")  # no loss during the warm-up
 

@@ -35,6 +35,7 @@ WRITTEN = [
     ("samples", {"update": 2, "path": "s/update_0000002.png"}),
     ("samples", {"step": 3, "path": "s/step_3.png"}),
     ("snapshot", {"update": 2, "steps": 4, "path": "model-4steps.safetensors"}),
+    ("quality", {"update": 2, "steps": 4, "mse": 0.01, "psnr": 26.02, "best": True}),
     ("checkpoint", {"update": 2, "path": "checkpoints/state.safetensors"}),
     ("checkpoint", {"step": 2, "path": "checkpoints/state.safetensors"}),
     ("warning", {"update": 2, "message": "non-finite loss: update skipped, affected trajectories restarted"}),

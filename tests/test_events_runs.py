@@ -56,8 +56,8 @@ def test_a_distill_run_interrupted_and_resumed_writes_typed_events(tiny_ckpt, tm
     assert result.exit_code == 0, result.output
     events = typed_log(run / "events.jsonl")
     kinds = {e.kind for e in events}
-    assert kinds == {"config", "samples", "stage", "loss", "histogram", "snapshot", "checkpoint", "interrupted",
-                     "resume", "end"}, kinds
+    assert kinds == {"config", "samples", "stage", "loss", "histogram", "snapshot", "quality", "checkpoint",
+                     "interrupted", "resume", "end"}, kinds
     assert all(e.step is None for e in events if hasattr(e, "step"))  # distill counts updates
 
 

@@ -15,6 +15,8 @@ from .dsd import WEIGHTS
 from .methods import METHODS, stage_methods
 from .stepping import Stage, build_stages
 
+KEEP = ("best", "last")  # model.safetensors: the snapshot that agreed best with the starting model, or the last
+
 
 @dataclass
 class DistillConfig:
@@ -42,6 +44,9 @@ class DistillConfig:
     guidance: float = 1.0  # classifier-free guidance w of a conditional model (1: plain conditional)
     amp: str = "off"  # off, bf16 or fp16: autocast of the network calls
     compile: bool = False  # torch.compile the network
+    quality_every: int = 250  # updates between agreement checks (distill/agreement.py); 0: none
+    quality_num: int = 64  # fixed noises of the agreement check
+    keep: str = "best"  # which model becomes model.safetensors: best (by agreement) or last
 
     def __post_init__(self) -> None:
         check_amp(self.amp)
@@ -53,6 +58,11 @@ class DistillConfig:
                               names=", ".join(WEIGHTS))
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
+        at_least(0, quality_every=self.quality_every)
+        at_least(1, quality_num=self.quality_num)
+        if self.keep not in KEEP:
+            raise OptionError("unknown choice {value!r}; choose one of {names}", "keep", value=self.keep,
+                              names=", ".join(KEEP))
         positive(lr=self.lr, pd_lr=self.pd_lr)
         at_least(0, pd_stages=self.pd_stages)
         below_one(ema_decay=self.ema_decay)

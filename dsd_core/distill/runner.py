@@ -22,6 +22,7 @@ histogram is gathered; rank 0 alone writes events, previews and checkpoints.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +34,7 @@ import torch
 from .. import __version__
 from .. import distributed as ddp
 from ..accel import Scaler, autocast_net, check_amp, maybe_compile
+from ..atomic import atomic_write_bytes
 from ..checkpoint import (
     LoadedModel,
     file_sha256,
@@ -55,6 +57,7 @@ from ..loop import MODEL_FILE, PREVIEW, ResumableLoop
 from ..optim import adamw
 from ..runs import STATE_FILE, RunDir
 from ..sampling import sample
+from .agreement import Agreement
 from .config import DistillConfig, training_data_spec
 from .dsd import PairResult
 from .methods import stage_methods
@@ -92,6 +95,9 @@ class Distiller(ResumableLoop):
         torch.manual_seed(cfg.seed)
         self.model = base.model.to(device).train()
         self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
+        self.agreement = self.make_agreement(base)
+        self.best: dict[str, float] = {}  # best agreement (PSNR) so far per target step count
+        self.last_quality: tuple[int, float] | None = None  # (steps, PSNR) of the latest check, for a front end
         self.updates: dict[str, MethodUpdate] = {name: UPDATES[name](self) for name in dict.fromkeys(plan)}
         self.stage_updates = [self.updates[name] for name in plan]
         self.student = maybe_compile(self.model, cfg.compile)
@@ -129,6 +135,32 @@ class Distiller(ResumableLoop):
         if tuple(self.data.shape[1:]) != (c.in_channels, c.image_size, c.image_size):
             raise DsdError(f"the data {self.data_spec} are {tuple(self.data.shape[1:])} images but the model "
                            f"makes {(c.in_channels, c.image_size, c.image_size)}")
+
+    def make_agreement(self, base: LoadedModel) -> Agreement | None:
+        """The agreement check's reference, drawn by the starting weights (the EMA is still a copy of them)."""
+        if not self.cfg.quality_every or not self.world.main:
+            return None
+        start = LoadedModel(self.ema.shadow, base.schedule, base.prediction)
+        return Agreement(start, self.cfg.n_from, self.cfg.quality_num, self.device, self.num_classes,
+                         self.cfg.guidance)
+
+    def check_quality(self, steps: int, phase) -> None:
+        """Score the EMA model at `steps` against the reference; keep it as model-best-Nsteps if it is the best
+        so far at that step count."""
+        if self.agreement is None:
+            return
+        with phase(f"checking agreement at {steps} steps"):
+            mse, psnr = self.agreement.score(LoadedModel(self.ema.shadow, self.schedule, self.prediction), steps)
+        self.last_quality = (steps, psnr)
+        best = psnr > self.best.get(str(steps), -math.inf)
+        if best:
+            self.best[str(steps)] = psnr
+            with phase(f"saving the best {steps}-step model"):
+                self.save_distilled(self.best_path(steps), steps)
+        self.run.event("quality", update=self.update, steps=steps, mse=mse, psnr=psnr, best=best)
+
+    def best_path(self, steps: int) -> Path:
+        return self.run.root / f"model-best-{steps}steps.safetensors"
 
     def reset_optimizer(self, lr: float) -> None:
         self.opt = adamw(self.model.parameters(), lr=lr)
@@ -178,7 +210,7 @@ class Distiller(ResumableLoop):
             tensors.update(update.state())
         meta.update(kind="distill-state", update=self.update, pool_stage=self.pool_stage, nfe=self.nfe,
                     skipped=self.skipped, nan_streak=self.nan_streak, elapsed=self.elapsed,
-                    histogram=self.histogram.to_dict(), config=self.config_dict())
+                    histogram=self.histogram.to_dict(), config=self.config_dict(), best=self.best)
         path = self.run.checkpoints / STATE_FILE
         return save_tensors(path, tensors, meta) if self.world.main else path
 
@@ -200,6 +232,7 @@ class Distiller(ResumableLoop):
         self.update, self.pool_stage = meta["update"], meta["pool_stage"]
         self.nfe, self.skipped, self.nan_streak = meta["nfe"], meta["skipped"], meta["nan_streak"]
         self.elapsed = meta["elapsed"]
+        self.best = dict(meta.get("best", {}))  # absent in runs of an older dsd
         return True
 
     def provenance(self, steps: int) -> dict:
@@ -231,6 +264,10 @@ class Distiller(ResumableLoop):
                           guidance=self.cfg.guidance if self.num_classes is not None else None)
 
     def save_final(self) -> Path:
+        """The last EMA model, or with keep=best the snapshot that agreed best at the target step count."""
+        best = self.best_path(self.cfg.n_to)
+        if self.cfg.keep == "best" and self.world.main and best.is_file():
+            return atomic_write_bytes(self.run.root / MODEL_FILE, best.read_bytes())
         return self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
 
     # -- the loop's hooks ---------------------------------------------------------------------------
@@ -324,6 +361,8 @@ class Distiller(ResumableLoop):
         if self.due(self.cfg.histogram_every):
             self.run.event("histogram", update=self.update, **self.histogram.to_dict())
         si = self.stage_index(self.update - 1)
+        if self.cfg.quality_every and (self.due(self.cfg.quality_every) or self.update == self.stage_ends[si]):
+            self.check_quality(self.stages[si].target_steps, phase)
         if self.update == self.stage_ends[si]:
             steps = self.stages[si].target_steps
             if steps != self.cfg.n_to and steps & (steps - 1) == 0:

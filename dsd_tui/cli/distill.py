@@ -75,6 +75,13 @@ def distill(
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     sample_every: int = typer.Option(D.sample_every, "--sample-every", help="Updates between preview grids."),
     checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every"),
+    quality_every: int = typer.Option(D.quality_every, "--quality-every",
+                                      help="Updates between agreement checks: the EMA model against the starting "
+                                           "model's fine-grid samples of fixed noises (MSE, PSNR); 0: none."),
+    quality_num: int = typer.Option(D.quality_num, "--quality-num", help="Fixed noises of the agreement check."),
+    keep: str = typer.Option(D.keep, "--keep",
+                             help="model.safetensors: best (the snapshot that agreed best with the starting model, "
+                                  "kept as model-best-Nsteps.safetensors) or last (the final EMA)."),
     guidance: float = typer.Option(D.guidance, "--guidance", "-w",
                                    help="Classifier-free guidance w of a conditional model, in student and teacher "
                                         "(uncond + w·(cond − uncond); 4 NFE per update unless w is 0 or 1)."),
@@ -129,13 +136,17 @@ def distill(
                       f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
                       + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}",
                       highlight=False)
-        with progress_bar(TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[loss]}")) as bar:
-            task = bar.add_task(cfg.method, total=cfg.updates, loss="", stage="")  # no loss before the first update
+        with progress_bar(TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[loss]}"),
+                          TextColumn("{task.fields[quality]}")) as bar:
+            # no loss (and no agreement) before the first update
+            task = bar.add_task(cfg.method, total=cfg.updates, loss="", stage="", quality="")
 
             def show(update: int, event: dict) -> None:
                 loss = event.get("loss")
+                said = distiller.last_quality
                 bar.update(task, completed=update, stage=f"grid {event['stage']}",
-                           loss="loss skipped (non-finite)" if loss is None else f"loss {loss:.4g}")
+                           loss="loss skipped (non-finite)" if loss is None else f"loss {loss:.4g}",
+                           quality="" if said is None else f"agreement {said[1]:.1f} dB at {said[0]} steps")
 
             with stop_at_update_boundary(not world.active):
                 path = distiller.run_loop(show, resume=resume is not None, phase=bar_phases(bar, task))

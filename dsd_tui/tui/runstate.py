@@ -41,6 +41,7 @@ class RunState:
     histogram: list[int] = field(default_factory=list)
     previews: list[Preview] = field(default_factory=list)
     snapshots: dict[int, Path] = field(default_factory=dict)
+    quality: list[tuple[int, int, float]] = field(default_factory=list)  # (update, steps, PSNR) of each check
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False  # stopped by Ctrl-C (or the app's stop) after a checkpoint
@@ -107,6 +108,9 @@ class RunState:
     def _on_snapshot(self, e: ev.SnapshotEvent) -> None:
         self.snapshots[e.steps] = Path(e.path)
 
+    def _on_quality(self, e: ev.QualityEvent) -> None:
+        self.quality.append((e.update, e.steps, e.psnr))
+
     def _on_resume(self, e: ev.ResumeEvent) -> None:
         """Updates after the checkpoint are done again: drop what the interrupted process logged for them."""
         if e.update is None:
@@ -117,6 +121,7 @@ class RunState:
         self.rate_from = keep
         self.previews = [p for p in self.previews if p.update <= self.update]
         self.stage_starts = [u for u in self.stage_starts if u <= self.update]  # later ones come again
+        self.quality = [q for q in self.quality if q[0] <= self.update]
         self.error, self.interrupted = None, False
 
     def _on_interrupted(self, e: ev.InterruptedEvent) -> None:
@@ -173,7 +178,8 @@ class RunState:
 HANDLERS: dict[type[ev.Event], Callable[[RunState, Any], None]] = {
     ev.ConfigEvent: RunState._on_config, ev.StageEvent: RunState._on_stage, ev.LossEvent: RunState._on_loss,
     ev.HistogramEvent: RunState._on_histogram, ev.SamplesEvent: RunState._on_samples,
-    ev.SnapshotEvent: RunState._on_snapshot, ev.ResumeEvent: RunState._on_resume,
+    ev.SnapshotEvent: RunState._on_snapshot, ev.QualityEvent: RunState._on_quality,
+    ev.ResumeEvent: RunState._on_resume,
     ev.InterruptedEvent: RunState._on_interrupted, ev.WarningEvent: RunState._on_warning,
     ev.ErrorEvent: RunState._on_error, ev.EndEvent: RunState._on_end,
 }  # a kind without a handler (checkpoint, a newer dsd's) still counts as activity

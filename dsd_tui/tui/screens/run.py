@@ -194,6 +194,9 @@ class RunScreen(Screen):
             line2 += f" · took {format_duration(s.wall_seconds)}"
         if s.losses:
             line2 += f" · loss {s.losses[-1]:.4g}"
+        if s.quality:
+            _, steps, psnr = s.quality[-1]
+            line2 += f" · agreement {psnr:.1f} dB at {steps} steps"
         if s.threads:
             line2 += f" · {s.threads} thread{'s' if s.threads != 1 else ''}"
         pid = self.run_pid()
