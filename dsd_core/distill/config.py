@@ -47,6 +47,8 @@ class DistillConfig:
     quality_every: int = 250  # updates between agreement checks (distill/agreement.py); 0: none
     quality_num: int = 64  # fixed noises of the agreement check
     keep: str = "best"  # which model becomes model.safetensors: best (by agreement) or last
+    anchor_share: float = 0.25  # dsd-anchor: anchored samples per update, as a share of the batch
+    anchor_cache: int = 512  # dsd-anchor: cached trajectories of the starting model
 
     def __post_init__(self) -> None:
         check_amp(self.amp)
@@ -59,7 +61,8 @@ class DistillConfig:
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
         at_least(0, quality_every=self.quality_every)
-        at_least(1, quality_num=self.quality_num)
+        at_least(1, quality_num=self.quality_num, anchor_cache=self.anchor_cache)
+        positive(anchor_share=self.anchor_share)
         if self.keep not in KEEP:
             raise OptionError("unknown choice {value!r}; choose one of {names}", "keep", value=self.keep,
                               names=", ".join(KEEP))

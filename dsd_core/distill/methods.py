@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from ..errors import OptionError, OptionWarning
 
-METHODS = ("dsd", "tsd", "pd", "dsd+pd")
+METHODS = ("dsd", "tsd", "pd", "dsd+pd", "dsd-anchor")
 NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}  # network evaluations per trajectory (DSD, TSD) or image (PD) and update
 
 
 def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
-    """Which update ("dsd" or "pd") each stage uses; TSD is the DSD update with another teacher."""
-    if method in ("dsd", "tsd"):
+    """Which update ("dsd" or "pd") each stage uses; TSD is the DSD update with another teacher, anchored DSD
+    the DSD update with anchored samples added."""
+    if method in ("dsd", "tsd", "dsd-anchor"):
         return ["dsd"] * n_stages
     if method == "pd":
         return ["pd"] * n_stages
@@ -31,8 +32,9 @@ def nfe_text(method: str, methods: list[str], guided_cost: int = 1) -> str:
     parts = []
     if "dsd" in methods:
         guided = " with guidance" if guided_cost > 1 else ""
-        parts.append(f"{'TSD' if method == 'tsd' else 'DSD'} {NFE_PER_SAMPLE['dsd'] * guided_cost} NFE per "
-                     f"trajectory and update{guided}")
+        name = {"tsd": "TSD", "dsd-anchor": "anchored DSD"}.get(method, "DSD")
+        anchored = f" plus {guided_cost} per anchored sample" if method == "dsd-anchor" else ""
+        parts.append(f"{name} {NFE_PER_SAMPLE['dsd'] * guided_cost} NFE per trajectory and update{guided}{anchored}")
     if "pd" in methods:
         parts.append(f"PD {NFE_PER_SAMPLE['pd']} NFE per image and update")
     return ", ".join(parts)

@@ -44,7 +44,9 @@ def distill(
     model: str = typer.Option(defaults.DISTILL_MODEL, "--model", "-m",
                               help="Model to distil: built-in name or checkpoint."),
     method: str = typer.Option(D.method, "--method",
-                               help="dsd, tsd (frozen teacher), pd (progressive distillation, needs data) or dsd+pd."),
+                               help="dsd, tsd (frozen teacher), pd (progressive distillation, needs data), dsd+pd "
+                                    "or dsd-anchor (DSD + a share of samples fitting the starting model's cached "
+                                    "trajectories)."),
     schedule: str = typer.Option(D.schedule, "--schedule", help="naive, iterative, gradual-linear or gradual-exp."),
     n_from: int = typer.Option(D.n_from, "--from", help="Finest grid: the step count the model is good at."),
     n_to: int = typer.Option(D.n_to, "--to", help="Target sampling steps."),
@@ -75,6 +77,10 @@ def distill(
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     sample_every: int = typer.Option(D.sample_every, "--sample-every", help="Updates between preview grids."),
     checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every"),
+    anchor_share: float = typer.Option(D.anchor_share, "--anchor-share",
+                                       help="dsd-anchor: anchored samples per update, as a share of --batch."),
+    anchor_cache: int = typer.Option(D.anchor_cache, "--anchor-cache",
+                                     help="dsd-anchor: trajectories of the starting model cached at the start."),
     quality_every: int = typer.Option(D.quality_every, "--quality-every",
                                       help="Updates between agreement checks: the EMA model against the starting "
                                            "model's fine-grid samples of fixed noises (MSE, PSNR); 0: none."),

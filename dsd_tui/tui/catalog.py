@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dsd_core import defaults
 
-METHOD_LABELS = {"dsd": "DSD", "tsd": "TSD", "pd": "PD", "dsd+pd": "DSD+PD"}
+METHOD_LABELS = {"dsd": "DSD", "tsd": "TSD", "pd": "PD", "dsd+pd": "DSD+PD", "dsd-anchor": "DSD, anchored"}
 
 @dataclass(frozen=True)
 class Catalog:

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from ..methods import stage_methods
+from .anchored import AnchoredDsdUpdate
 from .base import MethodUpdate, UpdateBatch
 from .dsd import DsdUpdate
 from .pd import PdUpdate
 from .tsd import TsdUpdate
 
-UPDATES: dict[str, type[MethodUpdate]] = {"dsd": DsdUpdate, "tsd": TsdUpdate, "pd": PdUpdate}
+UPDATES: dict[str, type[MethodUpdate]] = {"dsd": DsdUpdate, "tsd": TsdUpdate, "pd": PdUpdate,
+                                          "dsd-anchor": AnchoredDsdUpdate}
 
 __all__ = ["UPDATES", "MethodUpdate", "UpdateBatch", "stage_plan"]
 
