@@ -59,3 +59,22 @@ def nan_dsd_loss(monkeypatch):
         return res
 
     monkeypatch.setattr(runner, "dsd_pair_loss", nan_loss)
+
+
+def assert_resume_is_bit_identical(make_run, tmp_path, kill_at: int):
+    """A run killed after update `kill_at` and resumed ends with exactly the weights of a straight run;
+    `make_run(run_dir)` makes the run (a Distiller) fresh each time."""
+    from dsd_core.checkpoint import load_model
+
+    straight = make_run(tmp_path / "a").run_loop()
+
+    def kill(update, event):
+        if update == kill_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_run(tmp_path / "b").run_loop(kill)
+    resumed = make_run(tmp_path / "b").run_loop(resume=True)
+    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return make_run(tmp_path / "b")

@@ -4,7 +4,6 @@ starting weights)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from dsd_core.checkpoint import load_model
@@ -14,6 +13,8 @@ from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.runner import Distiller
 from dsd_core.schedule import NoiseSchedule
 from dsd_core.timesteps import ddim_timesteps
+
+from .conftest import assert_resume_is_bit_identical
 
 CPU = torch.device("cpu")
 S = NoiseSchedule("linear")
@@ -58,14 +59,4 @@ def test_an_anchored_run_counts_its_evaluations(tiny_ckpt, tmp_path):
 
 
 def test_an_anchored_run_resumes_bit_identical(tiny_ckpt, tmp_path):
-    straight = _anchored(tiny_ckpt, tmp_path / "a").run_loop()
-
-    def kill(update, event):
-        if update == 7:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _anchored(tiny_ckpt, tmp_path / "b").run_loop(kill)
-    resumed = _anchored(tiny_ckpt, tmp_path / "b").run_loop(resume=True)
-    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_bit_identical(lambda run_dir: _anchored(tiny_ckpt, run_dir), tmp_path, kill_at=7)

@@ -15,6 +15,8 @@ from dsd_core.errors import DsdError
 from dsd_core.runs import read_events
 from dsd_core.schedule import NoiseSchedule
 
+from .conftest import assert_resume_is_bit_identical
+
 S = NoiseSchedule("linear")
 CPU = torch.device("cpu")
 
@@ -123,17 +125,9 @@ def test_pd_rounds_freeze_the_previous_round_as_teacher(tiny_ckpt, tmp_path):
 
 @pytest.mark.parametrize("method", ["pd", "dsd+pd"])
 def test_resume_across_a_pd_round_is_bit_identical(tiny_ckpt, tmp_path, method):
-    straight = _distiller(tiny_ckpt, tmp_path / "a", method=method, updates=12).run_loop()
-
-    def kill(update, event):
-        if update == 11:  # last checkpoint at update 9, inside the second round (updates 7..12)
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _distiller(tiny_ckpt, tmp_path / "b", method=method, updates=12).run_loop(kill)
-    resumed = _distiller(tiny_ckpt, tmp_path / "b", method=method, updates=12).run_loop(resume=True)
-    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed at update 11: the last checkpoint is at update 9, inside the second round (updates 7..12)
+    assert_resume_is_bit_identical(lambda run_dir: _distiller(tiny_ckpt, run_dir, method=method, updates=12),
+                                   tmp_path, kill_at=11)
 
 
 def test_pd_needs_data_it_can_find(tiny_ckpt, tmp_path):

@@ -16,6 +16,8 @@ from dsd_core.runs import read_events
 from dsd_core.schedule import NoiseSchedule
 from dsd_core.timesteps import ddim_timesteps
 
+from .conftest import assert_resume_is_bit_identical
+
 S = NoiseSchedule("linear")
 CPU = torch.device("cpu")
 
@@ -164,19 +166,10 @@ def test_lockstep_histogram_has_one_index_per_update(tiny_ckpt, tmp_path):
 
 
 def test_resume_after_a_kill_is_bit_identical(tiny_ckpt, tmp_path):
-    straight = _distiller(tiny_ckpt, tmp_path / "a").run_loop()
-
-    def kill(update, event):
-        if update == 7:  # last checkpoint at update 6, inside the second stage
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _distiller(tiny_ckpt, tmp_path / "b").run_loop(kill)
-    resumed = _distiller(tiny_ckpt, tmp_path / "b").run_loop(resume=True)
-    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed at update 7: the last checkpoint is at update 6, inside the second stage
+    again = assert_resume_is_bit_identical(lambda run_dir: _distiller(tiny_ckpt, run_dir), tmp_path, kill_at=7)
     with pytest.raises(DsdError, match="already finished"):
-        _distiller(tiny_ckpt, tmp_path / "b").run_loop(resume=True)
+        again.run_loop(resume=True)
 
 
 def test_nan_loss_skips_the_update_and_never_reaches_a_checkpoint(tiny_ckpt, tmp_path, monkeypatch):
