@@ -56,3 +56,15 @@ def test_the_check_never_changes_the_run(tiny_ckpt, tmp_path):
     a, b = load_model(checked).model.state_dict(), load_model(unchecked).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "b" / "model-best-2steps.safetensors").exists()
+
+
+@pytest.mark.parametrize("method, keeps_best", [("dsd", True), ("dsd-anchor", True), ("tsd", False)])
+def test_keep_auto_ships_the_best_snapshot_only_for_the_methods_that_drift(tiny_ckpt, tmp_path, method, keeps_best):
+    extra = {"anchor_cache": 6} if method == "dsd-anchor" else {}
+    d, path = _run(tiny_ckpt, tmp_path, method=method, **extra)
+    assert d.cfg.keep == "auto" and d.cfg.keeps_best == keeps_best
+    best = (tmp_path / "model-best-2steps.safetensors").read_bytes()
+    if keeps_best:
+        assert path.read_bytes() == best
+    else:
+        assert load_model(path).meta["provenance"]["updates"] == 8  # the last EMA, whatever agreed best

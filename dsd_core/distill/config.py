@@ -15,7 +15,11 @@ from .dsd import WEIGHTS
 from .methods import METHODS, stage_methods
 from .stepping import Stage, build_stages
 
-KEEP = ("best", "last")  # model.safetensors: the snapshot that agreed best with the starting model, or the last
+# model.safetensors: the snapshot that agreed best with the starting model, the last, or by method (auto): best
+# for the self-taught methods, which drift with budget; last for those with a fixed teacher (TSD, PD), which
+# keep improving in FD after their agreement levels off (docs/benchmarks.md, "Drift, seen by the run itself").
+KEEP = ("auto", "best", "last")
+KEEP_BEST_FOR = ("dsd", "dsd-anchor")
 
 
 @dataclass
@@ -46,9 +50,13 @@ class DistillConfig:
     compile: bool = False  # torch.compile the network
     quality_every: int = 250  # updates between agreement checks (distill/agreement.py); 0: none
     quality_num: int = 64  # fixed noises of the agreement check
-    keep: str = "best"  # which model becomes model.safetensors: best (by agreement) or last
+    keep: str = "auto"  # which model becomes model.safetensors: best (by agreement), last, or by method
     anchor_share: float = 0.25  # dsd-anchor: anchored samples per update, as a share of the batch
     anchor_cache: int = 512  # dsd-anchor: cached trajectories of the starting model
+
+    @property
+    def keeps_best(self) -> bool:
+        return self.keep == "best" or (self.keep == "auto" and self.method in KEEP_BEST_FOR)
 
     def __post_init__(self) -> None:
         check_amp(self.amp)

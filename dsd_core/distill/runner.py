@@ -264,9 +264,10 @@ class Distiller(ResumableLoop):
                           guidance=self.cfg.guidance if self.num_classes is not None else None)
 
     def save_final(self) -> Path:
-        """The last EMA model, or with keep=best the snapshot that agreed best at the target step count."""
+        """The last EMA model, or (keep best, or auto for a self-taught method) the snapshot that agreed best at
+        the target step count."""
         best = self.best_path(self.cfg.n_to)
-        if self.cfg.keep == "best" and self.world.main and best.is_file():
+        if self.cfg.keeps_best and self.world.main and best.is_file():
             return atomic_write_bytes(self.run.root / MODEL_FILE, best.read_bytes())
         return self.save_distilled(self.run.root / MODEL_FILE, self.cfg.n_to)
 

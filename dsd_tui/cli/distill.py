@@ -87,7 +87,8 @@ def distill(
     quality_num: int = typer.Option(D.quality_num, "--quality-num", help="Fixed noises of the agreement check."),
     keep: str = typer.Option(D.keep, "--keep",
                              help="model.safetensors: best (the snapshot that agreed best with the starting model, "
-                                  "kept as model-best-Nsteps.safetensors) or last (the final EMA)."),
+                                  "kept as model-best-Nsteps.safetensors), last (the final EMA), or auto: best for "
+                                  "dsd and dsd-anchor, which drift with budget, last for tsd, pd and dsd+pd."),
     guidance: float = typer.Option(D.guidance, "--guidance", "-w",
                                    help="Classifier-free guidance w of a conditional model, in student and teacher "
                                         "(uncond + w·(cond − uncond); 4 NFE per update unless w is 0 or 1)."),
