@@ -21,7 +21,8 @@ from ..ddim import ddim_step, pred_to_x0_eps, x0_reaching
 from ..noise import initial_noise
 from ..schedule import NoiseSchedule
 from ..timesteps import ddim_timesteps
-from .dsd import loss_weight
+from .dsd import weighted_x0_error
+from .pool import grid_pairs
 
 CACHE_SEED = 2**31 - 2  # the cache's noises: not the run's generator, and not the agreement check's
 
@@ -33,8 +34,7 @@ def anchor_loss(student: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x
     DDIM step t → s lands on x_s; zero when the student's own step lands there."""
     x0_s, _ = pred_to_x0_eps(student(x_t, t), x_t, t, schedule, prediction)
     target = x0_reaching(x_t, x_s, t, s, schedule)
-    err = (x0_s.float() - target.float()).pow(2).flatten(1).mean(1)
-    per_sample = loss_weight(weight, t, schedule).to(err.dtype) * err
+    per_sample = weighted_x0_error(x0_s, target, t, schedule, weight)
     return per_sample.mean(), per_sample.detach()
 
 
@@ -60,9 +60,7 @@ class TrajectoryCache:
     def pairs(self, stage_grid: list[int], k: torch.Tensor, idx: torch.Tensor):
         """(x_t, x_s, t, s, labels) for trajectories `idx` at pairs `k` of a stage grid (t = grid[2k],
         s = grid[2k+2], or −1 past its end)."""
-        padded = stage_grid + [-1]
-        t = torch.tensor([padded[2 * i] for i in k.tolist()], device=self.states.device)
-        s = torch.tensor([padded[2 * i + 2] for i in k.tolist()], device=self.states.device)
+        t, _, s = grid_pairs(stage_grid, k, self.states.device)
         row_t = torch.tensor([self.grid.index(v) for v in t.tolist()], device=self.states.device)
         row_s = torch.tensor([self.grid.index(v) for v in s.tolist()], device=self.states.device)
         idx = idx.to(self.states.device)

@@ -38,6 +38,13 @@ def loss_weight(kind: str, t: torch.Tensor, schedule: NoiseSchedule) -> torch.Te
     raise DsdError(f"unknown loss weight {kind!r}; choose one of {', '.join(WEIGHTS)}")
 
 
+def weighted_x0_error(x0: torch.Tensor, target: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule,
+                      weight: str) -> torch.Tensor:
+    """Per sample: w(t) · mean over pixels of (x0̂ − target)², in float32; the loss of DSD, PD and the anchor."""
+    err = (x0.float() - target.float()).pow(2).flatten(1).mean(1)
+    return loss_weight(weight, t, schedule).to(err.dtype) * err
+
+
 def in_chunks(net: Callable, chunks: int) -> Callable:
     """`net(x, t, labels)` evaluated on `chunks` slices of the batch in turn, concatenated.
 
@@ -81,6 +88,5 @@ def dsd_pair_loss(
     with torch.no_grad():
         x_mid = ddim_step(pred_s.detach(), x, t, t_mid, schedule, prediction, clip_x0).prev_sample
         step_t = ddim_step(teacher(x_mid, t_mid), x_mid, t_mid, t_next, schedule, prediction, clip_x0)
-    err = (x0_s.float() - step_t.pred_x0.float()).pow(2).flatten(1).mean(1)
-    per_sample = loss_weight(weight, t, schedule).to(err.dtype) * err
+    per_sample = weighted_x0_error(x0_s, step_t.pred_x0, t, schedule, weight)
     return PairResult(per_sample.mean(), per_sample.detach(), step_t.prev_sample.detach())

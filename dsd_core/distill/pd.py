@@ -18,7 +18,7 @@ import torch
 
 from ..ddim import add_noise, ddim_step, pred_to_x0_eps, x0_reaching
 from ..schedule import NoiseSchedule
-from .dsd import PairResult, loss_weight
+from .dsd import PairResult, weighted_x0_error
 
 
 def pd_loss(
@@ -40,6 +40,5 @@ def pd_loss(
         x_next = ddim_step(teacher(x_mid, t_mid), x_mid, t_mid, t_next, schedule, prediction, clip_x0).prev_sample
         target = x0_reaching(x_t, x_next, t, t_next, schedule)
     x0_s, _ = pred_to_x0_eps(student(x_t, t), x_t, t, schedule, prediction)
-    err = (x0_s.float() - target.float()).pow(2).flatten(1).mean(1)
-    per_sample = loss_weight("snr-trunc", t, schedule).to(err.dtype) * err
+    per_sample = weighted_x0_error(x0_s, target, t, schedule, "snr-trunc")
     return PairResult(per_sample.mean(), per_sample.detach(), x_next)

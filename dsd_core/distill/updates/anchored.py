@@ -16,8 +16,6 @@ from .dsd import DsdUpdate
 
 
 class AnchoredDsdUpdate(DsdUpdate):
-    start_label = "filling the trajectory pool"
-
     def __init__(self, run):
         """The cache is drawn here, when the run is made: before its first update, and on resume before the
         state is loaded, so it always holds the starting weights' trajectories (the same noises each time)."""
@@ -51,6 +49,3 @@ class AnchoredDsdUpdate(DsdUpdate):
         loss = (n * batch.result.loss + m * anchor) / (n + m)  # every sample counts once
         r.nfe["updates"] += r.guided_cost * m * r.world.size
         return dataclasses.replace(batch, result=dataclasses.replace(batch.result, loss=loss))
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {}  # the cache is rebuilt from the starting weights on resume (same noises, same result)
