@@ -315,7 +315,7 @@ class Distiller(ResumableLoop):
     def apply(self, batch: UpdateBatch, update: MethodUpdate) -> dict:
         """Optimizer and EMA step for a finite loss (skip for a non-finite one); the update's event."""
         res, k, t = batch.result, batch.pairs, batch.timesteps
-        self.nfe["updates"] += update.nfe_per_sample * len(k) * self.world.size
+        self.nfe["updates"] += update.evaluations(batch) * self.world.size
         finite = ddp.mean(float(torch.isfinite(res.loss)), self.world, self.device) == 1.0  # all ranks agree
         if not finite:
             self.skipped += 1

@@ -30,6 +30,10 @@ class AnchoredDsdUpdate(DsdUpdate):
         """Anchored samples per update and process."""
         return max(1, round(self.run.cfg.anchor_share * self.run.cfg.batch))
 
+    def evaluations(self, batch: UpdateBatch) -> int:
+        """The DSD pair's evaluations plus one (guided: two) per anchored sample."""
+        return super().evaluations(batch) + self.run.guided_cost * self.anchored
+
     def start_stage(self, stage: Stage) -> int:
         """The DSD pool's warm-up; the first stage also counts the cache's evaluations."""
         r = self.run
@@ -47,5 +51,4 @@ class AnchoredDsdUpdate(DsdUpdate):
                                 r.cfg.weight)
         n = len(batch.pairs)
         loss = (n * batch.result.loss + m * anchor) / (n + m)  # every sample counts once
-        r.nfe["updates"] += r.guided_cost * m * r.world.size
         return dataclasses.replace(batch, result=dataclasses.replace(batch.result, loss=loss))

@@ -43,6 +43,10 @@ class MethodUpdate:
         """Network evaluations per trajectory or image of one update."""
         raise NotImplementedError
 
+    def evaluations(self, batch: UpdateBatch) -> int:
+        """Network evaluations of one update on this process."""
+        return self.nfe_per_sample * len(batch.pairs)
+
     def teacher(self) -> Callable:
         raise NotImplementedError
 
