@@ -15,6 +15,7 @@ DISTILL_UPDATES = 2000
 DISTILL_BATCH = 64
 DISTILL_LR = 3e-5
 DISTILL_SEED = 0
+DISTILL_STOP_WHEN_WORSE = 2  # agreement checks without a new best that end a DSD stage (issue 16)
 
 # `dsd sample` without --model and --steps: the best shipped few-step model, at its own step count.
 SAMPLE_STEPS = 8

@@ -4,7 +4,7 @@ A line is `{"event": KIND, "time": UNIX_SECONDS, **fields}`, keys in the class's
 share one class per kind: train events count `step`, distill events count `update`, and a field that only one
 command writes is optional (None, and then absent from the line; two nulls mean something and are written, as
 before: a skipped distill update's `loss`, and a self-distilling train interval's `sd_loss`). One class per kind
-keeps the log's own vocabulary (twelve kinds, twelve classes) and lets a front end handle both commands with one
+keeps the log's own vocabulary (fourteen kinds, fourteen classes) and lets a front end handle both commands with one
 handler; the writer's lines are byte for byte those of before (tests/test_events.py).
 
 Reading is forgiving where writing is strict: building an event with a misspelt field fails at once, while a
@@ -141,6 +141,30 @@ class QualityEvent(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StageEndEvent(Event):
+    """A stage ended before its budget: `checks` agreement checks in a row found no better model
+    (`--stop-when-worse`); the run jumps `skipped` updates to the next stage."""
+
+    kind: ClassVar[str] = "stage_end"
+    update: int
+    steps: int
+    skipped: int
+    checks: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreEvent(Event):
+    """At a stage's end the run went back to its best-agreeing snapshot (model and EMA, fresh optimizer): the
+    next stage, and the shipped model, build on it rather than on the stage's last weights."""
+
+    kind: ClassVar[str] = "restore"
+    update: int
+    steps: int
+    psnr: float | None = field(default=None, metadata=NULLABLE)
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckpointEvent(Event):
     """A resumable state was saved."""
 
@@ -177,7 +201,7 @@ class InterruptedEvent(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class EndEvent(Event):
-    """The run finished; `model` is what it made (distill adds its NFE, skipped updates and time)."""
+    """The run finished; `model` is what it made (distill adds its NFE, skipped updates, time and updates run)."""
 
     kind: ClassVar[str] = "end"
     step: int | None = None
@@ -186,6 +210,7 @@ class EndEvent(Event):
     nfe: dict[str, int] | None = None
     skipped: int | None = None
     wall_seconds: float | None = None
+    updates_run: int | None = None  # distill: below `update` where stages ended early
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +223,7 @@ class UnknownEvent(Event):
 
 KINDS: dict[str, type[Event]] = {cls.kind: cls for cls in (
     ConfigEvent, ResumeEvent, StageEvent, LossEvent, HistogramEvent, SamplesEvent, SnapshotEvent, QualityEvent,
-    CheckpointEvent, WarningEvent, ErrorEvent, InterruptedEvent, EndEvent)}
+    StageEndEvent, RestoreEvent, CheckpointEvent, WarningEvent, ErrorEvent, InterruptedEvent, EndEvent)}
 
 
 def _spec(cls: type[Event]) -> list[tuple[str, Any, bool, dict]]:

@@ -35,7 +35,8 @@ def test_the_starting_model_agrees_with_itself_at_its_own_grid_only(tiny_model):
 
 def _run(tiny_ckpt, run_dir, **kw):
     cfg = DistillConfig(**{**dict(schedule="iterative", n_from=8, n_to=2, updates=8, batch=4, lr=1e-3,
-                                  sample_every=100, checkpoint_every=100, quality_every=2, quality_num=8), **kw})
+                                  sample_every=100, checkpoint_every=100, quality_every=2, quality_num=8,
+                                  stop_when_worse=0), **kw})
     d = Distiller(load_model(tiny_ckpt), cfg, run_dir, CPU, "tiny", "sha")
     return d, d.run_loop()
 

@@ -37,13 +37,15 @@ WRITTEN = [
     ("snapshot", {"update": 2, "steps": 4, "path": "model-4steps.safetensors"}),
     ("quality", {"update": 2, "steps": 4, "mse": 0.01, "psnr": 26.02, "best": True}),
     ("checkpoint", {"update": 2, "path": "checkpoints/state.safetensors"}),
+    ("stage_end", {"update": 300, "steps": 16, "skipped": 700, "checks": 2}),
+    ("restore", {"update": 1000, "steps": 16, "psnr": 38.9, "path": "model-best-16steps.safetensors"}),
     ("checkpoint", {"step": 2, "path": "checkpoints/state.safetensors"}),
     ("warning", {"update": 2, "message": "non-finite loss: update skipped, affected trajectories restarted"}),
     ("error", {"message": "20 non-finite losses in a row"}),
     ("interrupted", {"update": 2}),
     ("interrupted", {"step": 3}),
     ("end", {"update": 4, "model": "model.safetensors", "nfe": {"updates": 96, "warmup": 32}, "skipped": 0,
-             "wall_seconds": 1.5}),
+             "wall_seconds": 1.5, "updates_run": 4}),
     ("end", {"step": 3, "model": "model.safetensors"}),
 ]
 

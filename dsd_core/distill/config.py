@@ -51,12 +51,20 @@ class DistillConfig:
     quality_every: int = 250  # updates between agreement checks (distill/agreement.py); 0: none
     quality_num: int = 64  # fixed noises of the agreement check
     keep: str = "auto"  # which model becomes model.safetensors: best (by agreement), last, or by method
+    stop_when_worse: int = defaults.DISTILL_STOP_WHEN_WORSE  # checks without a new best that end a stage; 0: never
     anchor_share: float = 0.25  # dsd-anchor: anchored samples per update, as a share of the batch
     anchor_cache: int = 512  # dsd-anchor: cached trajectories of the starting model
 
     @property
     def keeps_best(self) -> bool:
         return self.keep == "best" or (self.keep == "auto" and self.method in KEEP_BEST_FOR)
+
+    @property
+    def patience(self) -> int:
+        """Agreement checks without a new best after which a stage ends (0: stages run their full budget).
+        Only a run that keeps its best snapshots, and checks agreement at all, ends stages early: the next stage
+        then starts from the best snapshot, so a larger budget can only add candidates, never lose the best."""
+        return self.stop_when_worse if self.keeps_best and self.quality_every else 0
 
     def __post_init__(self) -> None:
         check_amp(self.amp)
@@ -68,7 +76,7 @@ class DistillConfig:
                               names=", ".join(WEIGHTS))
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
-        at_least(0, quality_every=self.quality_every)
+        at_least(0, quality_every=self.quality_every, stop_when_worse=self.stop_when_worse)
         at_least(1, quality_num=self.quality_num, anchor_cache=self.anchor_cache)
         positive(anchor_share=self.anchor_share)
         if self.keep not in KEEP:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from ..errors import OptionError, OptionWarning
 
-METHODS = ("dsd", "tsd", "pd", "dsd+pd", "dsd-anchor")
+METHODS = ("dsd", "tsd", "pd", "dsd+pd", "dsd-anchor", "dsd-stage")
 NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}  # network evaluations per trajectory (DSD, TSD) or image (PD) and update
 
 
 def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
     """Which update ("dsd" or "pd") each stage uses; TSD is the DSD update with another teacher, anchored DSD
-    the DSD update with anchored samples added."""
-    if method in ("dsd", "tsd", "dsd-anchor"):
+    the DSD update with anchored samples added, dsd-stage the DSD update with a teacher frozen per stage."""
+    if method in ("dsd", "tsd", "dsd-anchor", "dsd-stage"):
         return ["dsd"] * n_stages
     if method == "pd":
         return ["pd"] * n_stages
@@ -32,7 +32,7 @@ def nfe_text(method: str, methods: list[str], guided_cost: int = 1) -> str:
     parts = []
     if "dsd" in methods:
         guided = " with guidance" if guided_cost > 1 else ""
-        name = {"tsd": "TSD", "dsd-anchor": "anchored DSD"}.get(method, "DSD")
+        name = {"tsd": "TSD", "dsd-anchor": "anchored DSD", "dsd-stage": "DSD (stage teacher)"}.get(method, "DSD")
         anchored = f" plus {guided_cost} per anchored sample" if method == "dsd-anchor" else ""
         parts.append(f"{name} {NFE_PER_SAMPLE['dsd'] * guided_cost} NFE per trajectory and update{guided}{anchored}")
     if "pd" in methods:

@@ -40,6 +40,8 @@ from ..checkpoint import (
     file_sha256,
     learner_state,
     load_model,
+    load_state_dict,
+    load_tensors,
     prefixed,
     read_state,
     resolve_model_path,
@@ -97,6 +99,8 @@ class Distiller(ResumableLoop):
         self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
         self.agreement = self.make_agreement(base)
         self.best: dict[str, float] = {}  # best agreement (PSNR) so far per target step count
+        self.stale = 0  # agreement checks of this stage since its last new best
+        self.stage_cut = False  # this update ended its stage early: checkpoint and preview now
         self.last_quality: tuple[int, float] | None = None  # (steps, PSNR) of the latest check, for a front end
         self.updates: dict[str, MethodUpdate] = {name: UPDATES[name](self) for name in dict.fromkeys(plan)}
         self.stage_updates = [self.updates[name] for name in plan]
@@ -115,7 +119,8 @@ class Distiller(ResumableLoop):
         self.guided_cost = 2 if self.num_classes is not None and cfg.guidance not in (0.0, 1.0) else 1
         self.pool_stage = -1
         self.histogram = StepHistogram(self.stages[0].steps, self.schedule.num_timesteps)
-        self.update = 0
+        self.update = 0  # the position in the budget (a stage that ends early jumps to its end)
+        self.updates_run = 0  # updates actually done
         self.nfe = {"updates": 0, "warmup": 0}
         self.skipped = 0
         self.nan_streak = 0
@@ -153,6 +158,7 @@ class Distiller(ResumableLoop):
             mse, psnr = self.agreement.score(LoadedModel(self.ema.shadow, self.schedule, self.prediction), steps)
         self.last_quality = (steps, psnr)
         best = psnr > self.best.get(str(steps), -math.inf)
+        self.stale = 0 if best else self.stale + 1
         if best:
             self.best[str(steps)] = psnr
             with phase(f"saving the best {steps}-step model"):
@@ -161,6 +167,27 @@ class Distiller(ResumableLoop):
 
     def best_path(self, steps: int) -> Path:
         return self.run.root / f"model-best-{steps}steps.safetensors"
+
+    # -- the stage-end rule -------------------------------------------------------------------------
+    def stage_stalled(self) -> bool:
+        """`patience` agreement checks in a row without a new best (rank 0 checks; every rank follows)."""
+        if not self.cfg.patience:
+            return False
+        return ddp.mean(float(self.stale >= self.cfg.patience), self.world, self.device) > 0
+
+    def restore_best(self, steps: int, phase) -> None:
+        """Continue from the stage's best-agreeing snapshot (model and EMA), with a fresh optimizer, so the
+        next stage builds on the best model of this one rather than on its drifted end."""
+        ddp.mean(0.0, self.world, self.device)  # every rank waits until rank 0 has written the snapshot
+        path = self.best_path(steps)
+        if not path.is_file():
+            return
+        with phase(f"restoring the best {steps}-step model"):
+            state = unprefixed("model", load_tensors(path, self.device)[0])
+            load_state_dict(self.ema.shadow, state, path)
+            load_state_dict(self.model, state, path)
+            self.reset_optimizer(self.cfg.lr)
+        self.run.event("restore", update=self.update, steps=steps, psnr=self.best.get(str(steps)), path=str(path))
 
     def reset_optimizer(self, lr: float) -> None:
         self.opt = adamw(self.model.parameters(), lr=lr)
@@ -208,7 +235,8 @@ class Distiller(ResumableLoop):
         tensors.update(prefixed("pool", pool))
         for update in self.updates.values():
             tensors.update(update.state())
-        meta.update(kind="distill-state", update=self.update, pool_stage=self.pool_stage, nfe=self.nfe,
+        meta.update(kind="distill-state", update=self.update, updates_run=self.updates_run, stale=self.stale,
+                    pool_stage=self.pool_stage, nfe=self.nfe,
                     skipped=self.skipped, nan_streak=self.nan_streak, elapsed=self.elapsed,
                     histogram=self.histogram.to_dict(), config=self.config_dict(), best=self.best)
         path = self.run.checkpoints / STATE_FILE
@@ -230,6 +258,7 @@ class Distiller(ResumableLoop):
             update.load(tensors)
         self.histogram.load(meta["histogram"])
         self.update, self.pool_stage = meta["update"], meta["pool_stage"]
+        self.updates_run, self.stale = meta.get("updates_run", self.update), meta.get("stale", 0)
         self.nfe, self.skipped, self.nan_streak = meta["nfe"], meta["skipped"], meta["nan_streak"]
         self.elapsed = meta["elapsed"]
         self.best = dict(meta.get("best", {}))  # absent in runs of an older dsd
@@ -242,11 +271,12 @@ class Distiller(ResumableLoop):
             "command": "distill",
             **settings,
             "target_steps": steps,
-            "updates": self.update,
+            "updates": self.updates_run,
+            "update_budget": self.cfg.updates,
             "guidance": self.cfg.guidance if self.num_classes is not None else None,
             "processes": self.world.size,
             "stage_methods": self.methods,
-            "nfe_per_update": round(self.nfe["updates"] / max(self.update, 1), 2),
+            "nfe_per_update": round(self.nfe["updates"] / max(self.updates_run, 1), 2),
             "nfe_total": self.nfe["updates"] + self.nfe["warmup"],
             "skipped_updates": self.skipped,
             "wall_seconds": round(self.elapsed, 1),
@@ -280,6 +310,9 @@ class Distiller(ResumableLoop):
     def total(self) -> int:
         return self.cfg.updates
 
+    def due(self, every: int) -> bool:
+        return super().due(every) or self.stage_cut
+
     def guided(self, net: Callable) -> Callable:
         """net as (x, t, labels) → the guided prediction (plain net(x, t) for an unconditional model)."""
         net = autocast_net(net, self.device, self.cfg.amp)
@@ -302,6 +335,7 @@ class Distiller(ResumableLoop):
 
     def start_stage(self, si: int) -> None:
         self.pool_stage = si
+        self.stale = 0
         self.nfe["warmup"] += self.stage_updates[si].start_stage(self.stages[si])
 
     def step(self) -> dict:
@@ -336,14 +370,18 @@ class Distiller(ResumableLoop):
 
     def advance(self, phase) -> dict:
         start = time.perf_counter()
+        self.stage_cut = False
         si = self.stage_index(self.update)
         if si != self.pool_stage:
             with phase(self.stage_updates[si].start_label):
                 self.start_stage(si)
             self.run.event("stage", index=si, steps=self.stages[si].steps, method=self.methods[si],
                            target_steps=self.stages[si].target_steps, updates=self.stages[si].updates)
+            if self.cfg.patience:  # the stage's starting model is its first candidate: a stage never loses it
+                self.check_quality(self.stages[si].target_steps, phase)
         event = self.step()
         self.update += 1
+        self.updates_run += 1
         self.elapsed += time.perf_counter() - start
         return event
 
@@ -364,15 +402,22 @@ class Distiller(ResumableLoop):
         si = self.stage_index(self.update - 1)
         if self.cfg.quality_every and (self.due(self.cfg.quality_every) or self.update == self.stage_ends[si]):
             self.check_quality(self.stages[si].target_steps, phase)
+            if self.update < self.stage_ends[si] and self.stage_stalled():
+                self.run.event("stage_end", update=self.update, steps=self.stages[si].target_steps,
+                               skipped=self.stage_ends[si] - self.update, checks=self.cfg.patience)
+                self.update, self.stage_cut = self.stage_ends[si], True
         if self.update == self.stage_ends[si]:
             steps = self.stages[si].target_steps
+            if self.cfg.keeps_best:
+                self.restore_best(steps, phase)
             if steps != self.cfg.n_to and steps & (steps - 1) == 0:
                 with phase(f"saving the {steps}-step model"):
                     path = self.save_distilled(self.run.root / f"model-{steps}steps.safetensors", steps)
                 self.run.event("snapshot", update=self.update, steps=steps, path=str(path))
 
     def end_fields(self) -> dict:
-        return {"nfe": self.nfe, "skipped": self.skipped, "wall_seconds": round(self.elapsed, 1)}
+        return {"nfe": self.nfe, "skipped": self.skipped, "wall_seconds": round(self.elapsed, 1),
+                "updates_run": self.updates_run}
 
 
 def loss_by_pair(res: PairResult, k: torch.Tensor) -> dict[str, float]:

@@ -89,6 +89,10 @@ def distill(
                              help="model.safetensors: best (the snapshot that agreed best with the starting model, "
                                   "kept as model-best-Nsteps.safetensors), last (the final EMA), or auto: best for "
                                   "dsd and dsd-anchor, which drift with budget, last for tsd, pd and dsd+pd."),
+    stop_when_worse: int = typer.Option(D.stop_when_worse, "--stop-when-worse",
+                                        help="End a stage after this many agreement checks without a better "
+                                             "model, and go on from the stage's best snapshot (where the run "
+                                             "keeps its best: --keep best, or auto for dsd); 0: full stages."),
     guidance: float = typer.Option(D.guidance, "--guidance", "-w",
                                    help="Classifier-free guidance w of a conditional model, in student and teacher "
                                         "(uncond + w·(cond − uncond); 4 NFE per update unless w is 0 or 1)."),
@@ -167,7 +171,9 @@ def distill(
             console.print(f"wrote the diffusers pipeline {out} (DDIMScheduler, trailing spacing, {cfg.n_to} steps)")
         elif out is not None:
             atomic_write_bytes(out, path.read_bytes())
-        console.print(f"wrote {path} ({distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
+        ran = (f"{distiller.updates_run} of {cfg.updates} updates: stages ended when their agreement stopped "
+               "improving, " if distiller.updates_run < cfg.updates else "")
+        console.print(f"wrote {path} ({ran}{distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
 
 
 # Options that are not part of the run's config (where it goes, what it starts from, how it runs), and the

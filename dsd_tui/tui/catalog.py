@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from dsd_core import defaults
 
-METHOD_LABELS = {"dsd": "DSD", "tsd": "TSD", "pd": "PD", "dsd+pd": "DSD+PD", "dsd-anchor": "DSD, anchored"}
+METHOD_LABELS = {"dsd": "DSD", "tsd": "TSD", "pd": "PD", "dsd+pd": "DSD+PD", "dsd-anchor": "DSD, anchored",
+                 "dsd-stage": "DSD, stage teacher"}
 
 @dataclass(frozen=True)
 class Catalog:

@@ -8,10 +8,11 @@ from .anchored import AnchoredDsdUpdate
 from .base import MethodUpdate, UpdateBatch
 from .dsd import DsdUpdate
 from .pd import PdUpdate
+from .stage_teacher import StageTeacherUpdate
 from .tsd import TsdUpdate
 
 UPDATES: dict[str, type[MethodUpdate]] = {"dsd": DsdUpdate, "tsd": TsdUpdate, "pd": PdUpdate,
-                                          "dsd-anchor": AnchoredDsdUpdate}
+                                          "dsd-anchor": AnchoredDsdUpdate, "dsd-stage": StageTeacherUpdate}
 
 __all__ = ["UPDATES", "MethodUpdate", "UpdateBatch", "stage_plan"]
 
