@@ -26,11 +26,12 @@ def run_facts(run: Path) -> dict:
     """What the table says about a run, from its config and its event log."""
     config = json.loads((run / "config.json").read_text())
     d = config["distill"]
-    end = next((e for e in reversed(read_lines(run / "events.jsonl")) if e["event"] == "end"), None)
+    events = read_lines(run / "events.jsonl")
+    end = next((e for e in reversed(events) if e["event"] == "end"), None)
     if end is None:
         raise SystemExit(f"{run} has not finished")
     nfe = end["nfe"]["updates"]
-    updates_run = end.get("updates_run", d["updates"])
+    updates_run = len({e["update"] for e in events if e["event"] == "loss"})  # a resume repeats some
     return {"run": str(run), "method": label(d), "budget": d["updates"], "updates_run": updates_run,
             "nfe_per_update": round(nfe / max(updates_run, 1) / d["batch"], 2), "wall": end["wall_seconds"],
             "n_to": d["n_to"]}
