@@ -138,6 +138,9 @@ class QualityEvent(Event):
     mse: float
     psnr: float
     best: bool = False  # the best agreement at this step count so far: saved as model-best-Nsteps
+    fd: float | None = None  # with --quality-fd: digits-classifier scores of the EMA model's samples
+    precision: float | None = None
+    recall: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

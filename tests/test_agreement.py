@@ -69,3 +69,33 @@ def test_keep_auto_ships_the_best_snapshot_only_for_the_methods_that_drift(tiny_
         assert path.read_bytes() == best
     else:
         assert load_model(path).meta["provenance"]["updates"] == 8  # the last EMA, whatever agreed best
+
+
+def test_the_in_run_fd_is_what_dsd_eval_scores_for_the_same_samples(tiny_model):
+    from dsd_core.distill.fd_check import FD_SEED, FdCheck
+    from dsd_core.evaluate import digits_reference, evaluate
+    from dsd_core.features import DigitsFeatures
+    from dsd_core.images import to_uint8
+    from dsd_core.sampling import sample
+
+    loaded = LoadedModel(tiny_model, NoiseSchedule("linear"), "eps")
+    got = FdCheck(120, CPU).score(loaded, 2)
+    expected = evaluate(to_uint8(sample(loaded, 2, num=120, seed=FD_SEED)), digits_reference(), DigitsFeatures(),
+                        warn=False)
+    assert got == {k: pytest.approx(expected[k], rel=1e-9) for k in ("fd", "precision", "recall")}
+
+
+def test_a_run_logs_fd_beside_the_agreement_only_for_digits_models(tiny_ckpt, tmp_path):
+    from dsd_core.errors import OptionError
+
+    with pytest.raises(OptionError, match="quality.fd needs an unconditional model of the digits"):
+        _run(tiny_ckpt, tmp_path / "other", quality_fd=100)
+    base = load_model(tiny_ckpt)
+    base.meta["provenance"] = {"data": "digits"}
+    cfg = DistillConfig(schedule="iterative", n_from=8, n_to=2, updates=4, batch=4, sample_every=100,
+                        checkpoint_every=100, quality_every=2, quality_num=4, quality_fd=100, stop_when_worse=0)
+    Distiller(base, cfg, tmp_path / "digits", CPU, "tiny", "sha").run_loop()
+    checks = [e for e in read_events(tmp_path / "digits" / "events.jsonl") if isinstance(e, QualityEvent)]
+    assert len(checks) == 2 and all(e.fd > 0 and 0 <= e.precision <= 1 and 0 <= e.recall <= 1 for e in checks)
+    with pytest.raises(OptionError, match="needs quality.every above 0"):
+        DistillConfig(quality_every=0, quality_fd=100)

@@ -20,6 +20,7 @@ from .stepping import Stage, build_stages
 # keep improving in FD after their agreement levels off (docs/benchmarks.md, "Drift, seen by the run itself").
 KEEP = ("auto", "best", "last")
 KEEP_BEST_FOR = ("dsd", "dsd-anchor")
+MIN_FD_SAMPLES = 100
 
 
 @dataclass
@@ -50,6 +51,7 @@ class DistillConfig:
     compile: bool = False  # torch.compile the network
     quality_every: int = 250  # updates between agreement checks (distill/agreement.py); 0: none
     quality_num: int = 64  # fixed noises of the agreement check
+    quality_fd: int = 0  # samples scored by the digits classifier (FD, precision, recall) at each check; 0: none
     keep: str = "auto"  # which model becomes model.safetensors: best (by agreement), last, or by method
     stop_when_worse: int = defaults.DISTILL_STOP_WHEN_WORSE  # checks without a new best that end a stage; 0: never
     anchor_share: float = 0.25  # dsd-anchor: anchored samples per update, as a share of the batch
@@ -76,7 +78,13 @@ class DistillConfig:
                               names=", ".join(WEIGHTS))
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
-        at_least(0, quality_every=self.quality_every, stop_when_worse=self.stop_when_worse)
+        at_least(0, quality_every=self.quality_every, stop_when_worse=self.stop_when_worse,
+                 quality_fd=self.quality_fd)
+        if self.quality_fd and not self.quality_every:
+            raise OptionError("{quality_fd} scores samples at each agreement check: it needs {quality_every} above 0")
+        if 0 < self.quality_fd < MIN_FD_SAMPLES:
+            raise OptionError("{quality_fd} {n} is too few samples for FD; use at least {least}", n=self.quality_fd,
+                              least=MIN_FD_SAMPLES)
         at_least(1, quality_num=self.quality_num, anchor_cache=self.anchor_cache)
         positive(anchor_share=self.anchor_share)
         if self.keep not in KEEP:

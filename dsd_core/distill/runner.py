@@ -62,6 +62,7 @@ from ..sampling import sample
 from .agreement import Agreement
 from .config import DistillConfig, training_data_spec
 from .dsd import PairResult
+from .fd_check import fd_check_for
 from .methods import stage_methods
 from .pool import TrajectoryPool
 from .stepping import Stage, StepHistogram
@@ -98,6 +99,7 @@ class Distiller(ResumableLoop):
         self.model = base.model.to(device).train()
         self.ema = EMA(self.model, cfg.ema_decay, warmup=False)
         self.agreement = self.make_agreement(base)
+        self.fd_check = fd_check_for(cfg.quality_fd, self.base_data, self.num_classes, device) if world.main else None
         self.best: dict[str, float] = {}  # best agreement (PSNR) so far per target step count
         self.stale = 0  # agreement checks of this stage since its last new best
         self.stage_cut = False  # this update ended its stage early: checkpoint and preview now
@@ -154,8 +156,13 @@ class Distiller(ResumableLoop):
         so far at that step count."""
         if self.agreement is None:
             return
+        current = LoadedModel(self.ema.shadow, self.schedule, self.prediction)
         with phase(f"checking agreement at {steps} steps"):
-            mse, psnr = self.agreement.score(LoadedModel(self.ema.shadow, self.schedule, self.prediction), steps)
+            mse, psnr = self.agreement.score(current, steps)
+        fd_scores = {}
+        if self.fd_check is not None:
+            with phase(f"scoring {self.fd_check.num} samples at {steps} steps (FD)"):
+                fd_scores = self.fd_check.score(current, steps)
         self.last_quality = (steps, psnr)
         best = psnr > self.best.get(str(steps), -math.inf)
         self.stale = 0 if best else self.stale + 1
@@ -163,7 +170,7 @@ class Distiller(ResumableLoop):
             self.best[str(steps)] = psnr
             with phase(f"saving the best {steps}-step model"):
                 self.save_distilled(self.best_path(steps), steps)
-        self.run.event("quality", update=self.update, steps=steps, mse=mse, psnr=psnr, best=best)
+        self.run.event("quality", update=self.update, steps=steps, mse=mse, psnr=psnr, best=best, **fd_scores)
 
     def best_path(self, steps: int) -> Path:
         return self.run.root / f"model-best-{steps}steps.safetensors"

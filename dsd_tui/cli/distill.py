@@ -85,6 +85,9 @@ def distill(
                                       help="Updates between agreement checks: the EMA model against the starting "
                                            "model's fine-grid samples of fixed noises (MSE, PSNR); 0: none."),
     quality_num: int = typer.Option(D.quality_num, "--quality-num", help="Fixed noises of the agreement check."),
+    quality_fd: int = typer.Option(D.quality_fd, "--quality-fd",
+                                   help="Also score this many samples with the digits classifier (FD, precision, "
+                                        "recall) at each agreement check; digits models only; 0: none."),
     keep: str = typer.Option(D.keep, "--keep",
                              help="model.safetensors: best (the snapshot that agreed best with the starting model, "
                                   "kept as model-best-Nsteps.safetensors), last (the final EMA), or auto: best for "
