@@ -36,6 +36,7 @@ VARIANTS = (
     ("dsd, teacher in 2 slices", "dsd", {"teacher_chunks": 2}),
     ("dsd, teacher in 4 slices", "dsd", {"teacher_chunks": 4}),
     ("tsd", "tsd", {}),
+    ("dsd-stage (teacher frozen per stage)", "dsd-stage", {}),
     ("pd", "pd", {}),
 )
 START, END = "<!-- cost:start -->", "<!-- cost:end -->"
@@ -101,7 +102,8 @@ def resident_bytes(d: Distiller) -> dict[str, int]:
     kinds = {
         "weights": _tensors(d.model),
         "EMA": _tensors(d.ema.shadow),
-        "frozen teacher": _tensors(d.frozen_base) + _tensors(d.round_teacher),
+        "frozen teacher": _tensors(d.frozen_base) + _tensors(d.round_teacher)
+        + _tensors(getattr(d.updates.get("dsd-stage"), "stage_teacher", None)),
         "optimizer": _tensors(d.opt.state),
         "pool + data": _tensors(d.pool.x) + _tensors(d.data),
     }

@@ -19,6 +19,17 @@ class Preview:
     label: str
 
 
+@dataclass(frozen=True)
+class StageEnd:
+    """A stage that ended before its budget: `checks` agreement checks found no better model."""
+
+    update: int
+    steps: int  # the stage's target step count
+    skipped: int
+    checks: int
+    name: str  # "16→8", as the status line names stages
+
+
 @dataclass
 class RunState:
     """Everything known about a run so far; `apply` takes events in log order."""
@@ -42,6 +53,9 @@ class RunState:
     previews: list[Preview] = field(default_factory=list)
     snapshots: dict[int, Path] = field(default_factory=dict)
     quality: list[tuple[int, int, float]] = field(default_factory=list)  # (update, steps, PSNR) of each check
+    quality_every: int | None = None  # the run's --quality-every (None: not in its config); 0: no checks
+    stage_ends: list[StageEnd] = field(default_factory=list)
+    restores: list[tuple[int, int, float | None]] = field(default_factory=list)  # (update, steps, PSNR) of each
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False  # stopped by Ctrl-C (or the app's stop) after a checkpoint
@@ -75,6 +89,7 @@ class RunState:
         self.n_from, self.n_to, self.total_updates = d.get("n_from", 0), d.get("n_to", 0), d.get("updates", 0)
         self.stages = list(e.stages or [])
         self.threads = e.threads
+        self.quality_every = d.get("quality_every")
 
     def _on_stage(self, e: ev.StageEvent) -> None:
         self.stage = {"index": e.index, "steps": e.steps, "target_steps": e.target_steps, "updates": e.updates,
@@ -111,6 +126,19 @@ class RunState:
     def _on_quality(self, e: ev.QualityEvent) -> None:
         self.quality.append((e.update, e.steps, e.psnr))
 
+    def _on_stage_end(self, e: ev.StageEndEvent) -> None:
+        """The run jumps to its stage's last update: the next stage starts after it, and the speed is measured
+        anew (the skipped updates took no time)."""
+        stage = self.stage if self.stage is not None and self.stage["target_steps"] == e.steps else None
+        name = f"{stage['steps']}→{e.steps}" if stage else f"→{e.steps}"
+        self.stage_ends.append(StageEnd(e.update, e.steps, e.skipped, e.checks, name))
+        self.update = e.update + e.skipped
+        self.rate_from = len(self.updates)
+
+    def _on_restore(self, e: ev.RestoreEvent) -> None:
+        self.update = max(self.update, e.update)
+        self.restores.append((e.update, e.steps, e.psnr))
+
     def _on_resume(self, e: ev.ResumeEvent) -> None:
         """Updates after the checkpoint are done again: drop what the interrupted process logged for them."""
         if e.update is None:
@@ -122,6 +150,8 @@ class RunState:
         self.previews = [p for p in self.previews if p.update <= self.update]
         self.stage_starts = [u for u in self.stage_starts if u <= self.update]  # later ones come again
         self.quality = [q for q in self.quality if q[0] <= self.update]
+        self.stage_ends = [s for s in self.stage_ends if s.update <= self.update]
+        self.restores = [r for r in self.restores if r[0] <= self.update]
         self.error, self.interrupted = None, False
 
     def _on_interrupted(self, e: ev.InterruptedEvent) -> None:
@@ -174,11 +204,24 @@ class RunState:
         method = f" {self.stage['method'].upper()}" if self.method == "dsd+pd" else ""
         return f"{self.stage['steps']}→{self.stage['target_steps']}{method}{of}"
 
+    def stage_end_lines(self) -> list[str]:
+        """One line per early stage end, with the model the run went on from where a restore followed it."""
+        lines = []
+        for end in self.stage_ends:
+            line = (f"stage {end.name} ended at update {end.update}: {end.checks} check{'s' * (end.checks != 1)} "
+                    f"without a better model; {end.skipped} updates skipped")
+            restore = next((r for r in self.restores if r[1] == end.steps and r[0] >= end.update), None)
+            if restore is not None:
+                line += "; continuing from its best" + (f" ({restore[2]:.2f} dB)" if restore[2] is not None else "")
+            lines.append(line)
+        return lines
+
 
 HANDLERS: dict[type[ev.Event], Callable[[RunState, Any], None]] = {
     ev.ConfigEvent: RunState._on_config, ev.StageEvent: RunState._on_stage, ev.LossEvent: RunState._on_loss,
     ev.HistogramEvent: RunState._on_histogram, ev.SamplesEvent: RunState._on_samples,
     ev.SnapshotEvent: RunState._on_snapshot, ev.QualityEvent: RunState._on_quality,
+    ev.StageEndEvent: RunState._on_stage_end, ev.RestoreEvent: RunState._on_restore,
     ev.ResumeEvent: RunState._on_resume,
     ev.InterruptedEvent: RunState._on_interrupted, ev.WarningEvent: RunState._on_warning,
     ev.ErrorEvent: RunState._on_error, ev.EndEvent: RunState._on_end,

@@ -20,7 +20,7 @@ HELP = """\
   [b]Enter[/b] on a run  open it (recent runs, below the form)
   [b]r[/b] on a run      resume a stopped or failed run from its checkpoint
 [b]Run[/b]: loss (grey), smoothed (cyan), a vertical line where each stage begins;
-updates per step index of the finest grid; previews from the same noise
+agreement dB (* best, red: stage ended early); updates per step; previews
   [b]p[/b]               pause / resume (SIGSTOP / SIGCONT, POSIX only)
   [b]s[/b]               stop (the run checkpoints first; [b]r[/b] resumes it)
   [b]e[/b]               export to ONNX, once the run has finished

@@ -1,4 +1,4 @@
-"""A run, live: loss, step-frequency histogram, stage, speed, NFE, ETA and previews, tailed from the run's
+"""A run, live: loss, agreement, step-frequency histogram, stage, speed, NFE, ETA and previews, tailed from the run's
 event log, and what its process uses; pause, resume, stop. Whatever the run process does, this screen only
 reports it."""
 
@@ -22,6 +22,7 @@ from ..resources import ProcessMeter
 from ..runstate import RunState, format_duration
 from ..widgets.histogram import StepFrequencyBars
 from ..widgets.loss_plot import LossPlot
+from ..widgets.quality_plot import QualityPlot
 from ..widgets.tiles import TileGrid
 
 POLL_S = 0.25
@@ -59,6 +60,7 @@ class RunScreen(Screen):
         yield Static("", id="run-status")
         with Horizontal(id="charts"):
             yield LossPlot(id="loss")
+            yield QualityPlot(id="quality")
             yield StepFrequencyBars(id="histogram")
         with Horizontal(id="previews"):
             with Vertical(classes="preview"):
@@ -72,7 +74,7 @@ class RunScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = str(self.run_dir)
-        self.query_one("#histogram").border_title = "updates per step index"
+        self.query_one("#histogram").border_title = "updates per step"
         self.poll()
         self.set_interval(POLL_S, self.poll)
 
@@ -138,10 +140,11 @@ class RunScreen(Screen):
 
     def show_charts(self) -> None:
         self.query_one("#loss", LossPlot).set_losses(self.state.updates, self.state.losses, self.state.stage_starts)
+        self.query_one("#quality", QualityPlot).show(self.state)
         histogram = self.query_one("#histogram", StepFrequencyBars)
         histogram.counts = tuple(self.state.histogram)
         if self.state.histogram:
-            histogram.border_title = f"updates per step · {len(self.state.histogram)}-step grid"
+            histogram.border_subtitle = f"{len(self.state.histogram)}-step grid"
 
     def show_previews(self) -> None:
         first, latest = self.state.first_preview, self.state.latest_preview
@@ -206,13 +209,24 @@ class RunScreen(Screen):
         message = self.problem or ""
         if not message and s.error:
             message = f"[b]run error:[/b] {s.error}"
-        if not message and s.ended:
-            message = "[b]e[/b] exports the distilled model to ONNX, then [b]s[/b] opens the sampler"
-        if not message and s.warnings:
-            message = f"[yellow]warning:[/yellow] {s.warnings[-1]} ({len(s.warnings)} in all)"
+        if not message:
+            message = "\n".join(self.notes())
         widget = self.query_one("#run-message", Static)
         widget.update(message)
         widget.set_class("failed" in phase, "-error")
+
+    def notes(self) -> list[str]:
+        """What the message line says of a run that has no problem: its latest early stage end, then the way on
+        from a finished run, or its latest warning."""
+        s, notes = self.state, []
+        if ends := s.stage_end_lines():
+            more = f" ({len(ends)} stages ended early)" if len(ends) > 1 else ""
+            notes.append(ends[-1] + more)
+        if s.ended:
+            notes.append("[b]e[/b] exports the distilled model to ONNX, then [b]s[/b] opens the sampler")
+        elif s.warnings:
+            notes.append(f"[yellow]warning:[/yellow] {s.warnings[-1]} ({len(s.warnings)} in all)")
+        return notes
 
     def checkpointed(self) -> bool:
         return self.paths.state_path.is_file()

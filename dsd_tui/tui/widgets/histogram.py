@@ -43,7 +43,10 @@ class StepFrequencyBars(Widget):
             text.append(line.rstrip().ljust(width)[:width] + "\n", style="green")
         group = -(-len(counts) // max(1, width))
         last = f"{len(counts) - 1}"
-        axis = f"0 step index{' (×' + str(group) + ')' if group > 1 else ''}"
+        times = f" (×{group})" if group > 1 else ""
+        axis = f"0 step index{times}"
+        if len(axis) + 1 + len(last) > width:  # a narrow column: the first and last index, the grouping
+            axis = f"0{times}"
         span = len(values) * bar_w - gap
-        text.append(axis + last.rjust(max(1, span - len(axis))), style="dim")
+        text.append(axis + last.rjust(max(len(last) + 1, span - len(axis))), style="dim")
         return text
