@@ -58,3 +58,13 @@ def test_every_command_loads_and_shows_its_help(command):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert f"dsd {command}" in result.output and "--help" in result.output
+
+
+def test_the_terminal_app_never_imports_torch():
+    """The app, every screen and widget: torch stays out (runs and sampling go through subprocesses and ONNX)."""
+    code = ("import importlib, pkgutil, sys, dsd_tui.app, dsd_tui.tui\n"
+            "for m in pkgutil.walk_packages(dsd_tui.tui.__path__, 'dsd_tui.tui.'): importlib.import_module(m.name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

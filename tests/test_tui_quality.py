@@ -168,6 +168,7 @@ async def test_the_run_screen_draws_the_plot_beside_the_loss_and_fits(tmp_path, 
         assert plot.region.height >= 7
         shown = crop(app, plot)
         assert "agreement dB" in shown[0] and "".join(shown).count("*") == 4  # each line's best
+        assert ("agreement dB · 16/8/4/2 steps" in shown[0]) == (size[0] >= 120)  # the step counts, where they fit
         columns = marker_columns(plot)
         orange, red = columns["orange"], columns["red"]
         assert len(orange) == 3 and len(red) == 1 and orange[0] < red[0] < orange[1] < orange[2]

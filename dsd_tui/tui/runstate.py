@@ -210,7 +210,7 @@ class RunState:
         for end in self.stage_ends:
             line = (f"stage {end.name} ended at update {end.update}: {end.checks} check{'s' * (end.checks != 1)} "
                     f"without a better model; {end.skipped} updates skipped")
-            restore = next((r for r in self.restores if r[1] == end.steps and r[0] >= end.update), None)
+            restore = restore_of(end, self.restores)
             if restore is not None:
                 line += "; continuing from its best" + (f" ({restore[2]:.2f} dB)" if restore[2] is not None else "")
             lines.append(line)
@@ -226,6 +226,11 @@ HANDLERS: dict[type[ev.Event], Callable[[RunState, Any], None]] = {
     ev.InterruptedEvent: RunState._on_interrupted, ev.WarningEvent: RunState._on_warning,
     ev.ErrorEvent: RunState._on_error, ev.EndEvent: RunState._on_end,
 }  # a kind without a handler (checkpoint, a newer dsd's) still counts as activity
+
+
+def restore_of(end: StageEnd, restores: list[tuple[int, int, float | None]]) -> tuple[int, int, float | None] | None:
+    """The restore that followed an early stage end (at its jump, to the stage's best), if it came yet."""
+    return next((r for r in restores if r[1] == end.steps and r[0] >= end.update), None)
 
 
 def smooth(values: list[float], alpha: float = 0.05) -> list[float]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from ..runstate import RunState, StageEnd
+from ..runstate import RunState, StageEnd, restore_of
 
 COLORS = ("cyan", "green", "blue+", "white")  # not orange (stage starts), nor red or magenta (early ends)
 TITLE = "agreement dB"
@@ -49,8 +49,8 @@ def jumps(ends: list[StageEnd], restores: list[tuple[int, int, float | None]],
     best = {s.steps: s.best[1] for s in lines}
     out = []
     for end in ends:
-        level = next((p for u, steps, p in restores if steps == end.steps and u >= end.update), None)
-        level = best.get(end.steps) if level is None else level
+        restore = restore_of(end, restores)
+        level = best.get(end.steps) if restore is None or restore[2] is None else restore[2]
         if level is not None:
             out.append((end.update, end.update + end.skipped, level))
     return out
