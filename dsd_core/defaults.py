@@ -15,7 +15,7 @@ DISTILL_UPDATES = 2000
 DISTILL_BATCH = 64
 DISTILL_LR = 3e-5
 DISTILL_SEED = 0
-DISTILL_STOP_WHEN_WORSE = 2  # agreement checks without a new best that end a DSD stage (issue 16)
+DISTILL_STOP_WHEN_WORSE = 0  # off: the agreement's best ends stages too early for FD (docs/benchmarks.md)
 
 # `dsd sample` without --model and --steps: the best shipped few-step model, at its own step count.
 SAMPLE_STEPS = 8

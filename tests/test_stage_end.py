@@ -57,8 +57,10 @@ def test_a_stage_ends_after_k_checks_without_a_better_model_and_the_next_starts_
     assert provenance["nfe_per_update"] == pytest.approx(2 * 4 * d.updates_run / d.updates_run)
 
 
-def test_without_the_rule_stages_run_their_budget_and_go_on_from_their_last_weights(tiny_ckpt, tmp_path):
-    d = _scripted(tiny_ckpt, tmp_path, keep="last")  # patience applies only where the best is kept
+@pytest.mark.parametrize("without", [{"keep": "last"},  # patience applies only where the best is kept
+                                     {"stop_when_worse": 0}])  # the default: the best is shipped, nothing more
+def test_without_the_rule_stages_run_their_budget_and_go_on_from_their_last_weights(tiny_ckpt, tmp_path, without):
+    d = _scripted(tiny_ckpt, tmp_path, **without)
     d.run_loop()
     assert d.cfg.patience == 0 and d.updates_run == 12
     events = read_events(tmp_path / "events.jsonl")

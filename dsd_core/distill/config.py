@@ -64,8 +64,8 @@ class DistillConfig:
     @property
     def patience(self) -> int:
         """Agreement checks without a new best after which a stage ends (0: stages run their full budget).
-        Only a run that keeps its best snapshots, and checks agreement at all, ends stages early: the next stage
-        then starts from the best snapshot, so a larger budget can only add candidates, never lose the best."""
+        Only a run that keeps its best snapshots, and checks agreement at all, ends stages early; its next stage
+        then starts from the stage's best snapshot, so a larger budget cannot lose the best agreement found."""
         return self.stop_when_worse if self.keeps_best and self.quality_every else 0
 
     def __post_init__(self) -> None:

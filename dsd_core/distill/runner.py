@@ -415,7 +415,7 @@ class Distiller(ResumableLoop):
                 self.update, self.stage_cut = self.stage_ends[si], True
         if self.update == self.stage_ends[si]:
             steps = self.stages[si].target_steps
-            if self.cfg.keeps_best:
+            if self.cfg.patience:
                 self.restore_best(steps, phase)
             if steps != self.cfg.n_to and steps & (steps - 1) == 0:
                 with phase(f"saving the {steps}-step model"):
