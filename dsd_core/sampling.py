@@ -1,4 +1,5 @@
-"""Sampling a model: reproducible initial noise and the batched DDIM sampler around `ddim.ddim_sample`."""
+"""Sampling a model: reproducible initial noise and the batched sampler around `solvers.solver_sample` (DDIM by
+default; DPM-Solver++ 2M/3M or UniPC on request, on the same grid and noise)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from typing import Callable
 import torch
 
 from .checkpoint import LoadedModel
-from .ddim import ddim_sample
 from .guidance import bind, null_class
 from .nfe import NFECounter
 from .noise import initial_noise
+from .solvers import solver_sample
+from .solvers_plan import check_sampler
 from .timesteps import step_pairs
 
 __all__ = ["initial_noise", "sample"]
@@ -30,10 +32,13 @@ def sample(
     counter: NFECounter | None = None,
     classes: torch.Tensor | None = None,
     guidance: float = 1.0,
+    sampler: str = "ddim",
 ) -> torch.Tensor:
     """`num` images in [−1, 1] on the CPU. All noise is drawn up front, so the batch size never changes
     the images. Pass an `NFECounter` to count the network evaluations; `classes` (one id per image) and
-    `guidance` (w of `guidance.py`) for a class-conditional model."""
+    `guidance` (w of `guidance.py`) for a class-conditional model; `sampler` one of `solvers_plan.SAMPLERS`
+    (`clip_x0` clamps each step's x0 estimate whichever it is)."""
+    check_sampler(sampler)
     cfg = loaded.model.config
     noise = torch.from_numpy(initial_noise(seed, num, (cfg.in_channels, cfg.image_size, cfg.image_size)))
     pairs = step_pairs(steps, loaded.schedule.num_timesteps, spacing)
@@ -45,7 +50,8 @@ def sample(
     for start in range(0, num, batch):
         x = noise[start : start + batch].to(device)
         labels = None if classes is None else torch.as_tensor(classes[start : start + batch]).long().to(device)
-        x = ddim_sample(bind(model, labels, guidance, null), x, pairs, loaded.schedule, loaded.prediction, clip_x0)
+        x = solver_sample(sampler, bind(model, labels, guidance, null), x, pairs, loaded.schedule, loaded.prediction,
+                          clip_x0)
         out.append(x.clamp(-1, 1).cpu())
         if on_batch is not None:
             on_batch(x.shape[0])

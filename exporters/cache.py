@@ -1,5 +1,5 @@
 """Where `dsd sample --backend ort` keeps its exports: one file per (checkpoint contents, steps, spacing,
-clipping, dsd version), so a changed checkpoint or a new dsd never reuses a stale graph."""
+clipping, sampler, dsd version), so a changed checkpoint or a new dsd never reuses a stale graph."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def cached_export_path(source_sha256: str, steps: int, spacing: str, clip_x0: bool) -> Path:
-    key = json.dumps([source_sha256, steps, spacing, clip_x0, __version__])
-    return cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}-{steps}steps.onnx"
+def cached_export_path(source_sha256: str, steps: int, spacing: str, clip_x0: bool, sampler: str = "ddim") -> Path:
+    """DDIM exports keep the key they had before there were other samplers."""
+    key = json.dumps([source_sha256, steps, spacing, clip_x0, __version__] + ([] if sampler == "ddim" else [sampler]))
+    tail = "" if sampler == "ddim" else f"-{sampler}"
+    return cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}-{steps}steps{tail}.onnx"
 
 
-def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on_export=None) -> tuple[Path, int]:
+def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on_export=None,
+                  sampler: str = "ddim") -> tuple[Path, int]:
     """The cached sampler export of a checkpoint (made and validated on first use) and its step count."""
     from dsd_core.builtins import resolve_model_path
     from dsd_core.checkpoint import file_sha256, load_model
@@ -33,7 +36,7 @@ def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on
     loaded = load_model(model)  # a missing or broken checkpoint becomes a one-line error here
     sha = file_sha256(resolve_model_path(model))
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
-    path = cached_export_path(sha, steps, spacing, clip_x0)
+    path = cached_export_path(sha, steps, spacing, clip_x0, sampler)
     if not path.is_file():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,5 +44,5 @@ def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on
             raise DsdError(f"cannot create the export cache {path.parent}: {exc.strerror or exc}") from None
         if on_export is not None:
             on_export(path)
-        export_onnx(loaded, path, steps, source_sha256=sha, spacing=spacing, clip_x0=clip_x0)
+        export_onnx(loaded, path, steps, source_sha256=sha, spacing=spacing, clip_x0=clip_x0, sampler=sampler)
     return path, steps

@@ -26,6 +26,7 @@ from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import LoadedModel
 from dsd_core.errors import DsdError, OptionError
 from dsd_core.noise import initial_noise
+from dsd_core.solvers_plan import check_sampler
 
 from . import metadata as md
 from .graphs import SamplerGraph, StepGraph
@@ -125,14 +126,19 @@ def export_onnx(
     seed: int = 0,
     spacing: str = "trailing",
     clip_x0: bool = True,
+    sampler: str | None = None,
 ) -> ExportReport:
-    """Export the N-step sampler (default N: the step count the model was distilled for) or, with
-    `step_model`, the denoiser; validate; write atomically. A parity error above 1e-4 writes nothing."""
+    """Export the N-step sampler (default N: the step count the model was distilled for; `sampler`: DDIM unless
+    named) or, with `step_model`, the denoiser; validate; write atomically. A parity error above 1e-4 writes
+    nothing; a sampler named for a step model is an error (it has no walk)."""
     start = time.perf_counter()
     require_onnxruntime("checking an export")  # before the work, not after it
     out = check_output_path(out)
     kind = "step" if step_model else "sampler"
     steps = steps if steps is not None else loaded.distilled_steps
+    if kind == "step" and sampler is not None:
+        raise OptionError("{step_model} exports the denoiser alone, which has no sampler; drop {sampler}")
+    sampler = check_sampler(sampler)
     if kind == "sampler" and steps is None:
         raise OptionError("this model was not distilled for a step count; say how many sampling steps ({steps} N)")
     if batch_for_parity < 1:
@@ -140,7 +146,7 @@ def export_onnx(
     loaded = copy.copy(loaded)
     loaded.model = copy.deepcopy(loaded.model).cpu().eval()
     cfg = loaded.model.config
-    graph = (SamplerGraph(loaded, steps, spacing, clip_x0) if kind == "sampler" else StepGraph(loaded)).eval()
+    graph = (SamplerGraph(loaded, steps, spacing, clip_x0, sampler) if kind == "sampler" else StepGraph(loaded)).eval()
     inputs, outputs = md.io_names(kind, bool(cfg.num_classes))
     trace_example = _inputs(loaded, kind, 2, seed + 1)
     meta = {
@@ -151,6 +157,7 @@ def export_onnx(
         "timesteps": [list(p) for p in graph.pairs] if kind == "sampler" else None,
         "spacing": spacing if kind == "sampler" else None,
         "clip_x0": clip_x0 if kind == "sampler" else None,
+        "sampler": sampler if kind == "sampler" else None,
         "prediction": loaded.prediction,
         "image_shape": md.image_shape(cfg.to_dict()),
         "num_classes": cfg.num_classes or 0,

@@ -14,6 +14,7 @@ import numpy as np
 from dsd_core.checks import check_guidance_scale, check_threads
 from dsd_core.errors import DsdError
 from dsd_core.noise import initial_noise
+from dsd_core.solvers_plan import SAMPLERS
 
 from . import metadata as md
 
@@ -119,6 +120,10 @@ class OnnxSampler:
             self.steps: int = int(self.metadata["steps"])
             self.image_shape: tuple[int, ...] = tuple(int(n) for n in self.metadata["image_shape"])
             self.num_classes: int = int(self.metadata["num_classes"])
+            # files from before --sampler walk DDIM; an unknown name is refused like any bad metadata
+            self.sampler: str = str(self.metadata.get("sampler") or "ddim")
+            if self.sampler not in SAMPLERS:
+                raise ValueError("unknown sampler")
             if self.steps < 1 or len(self.image_shape) != 3 or min(self.image_shape) < 1 or self.num_classes < 0:
                 raise ValueError("out of range")
         except (KeyError, TypeError, ValueError) as exc:

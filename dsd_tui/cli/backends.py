@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from rich.markup import escape
 
 from dsd_core.classes import class_ids
 from dsd_core.errors import DsdError
 from dsd_core.images import to_uint8
+from dsd_core.solvers_plan import distilled_note
 
 from .common import compute_label, err_console, setup_device
 
@@ -30,6 +32,7 @@ class Drawer:
     steps: int
     where: str
     draw: Draw
+    sampler: str = "ddim"
 
 
 def require_torch(why: str) -> None:
@@ -41,7 +44,8 @@ def require_torch(why: str) -> None:
 
 
 def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool, device: str | None,
-                 threads: int | None, class_spec: str | None = None, guidance: float | None = None) -> Drawer:
+                 threads: int | None, class_spec: str | None = None, guidance: float | None = None,
+                 sampler: str = "ddim") -> Drawer:
     require_torch("sampling a checkpoint")
     from dsd_core.builtins import default_model
     from dsd_core.checkpoint import load_model
@@ -54,13 +58,21 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
     loaded = load_model(model, dev)
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
     resolve(loaded.model, loaded.guidance, class_spec, guidance, 1)  # bad --class/--guidance fail before sampling
+    say_distilled(model, loaded.distilled_steps, sampler)
 
     def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
         classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
         return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch,
-                               classes=classes, guidance=w))
+                               classes=classes, guidance=w, sampler=sampler))
 
-    return Drawer(named, steps, compute_label(dev), draw)
+    return Drawer(named, steps, compute_label(dev), draw, sampler)
+
+
+def say_distilled(model: str, distilled_steps: int | None, sampler: str) -> None:
+    """A distilled model walked by another sampler than DDIM: allowed, and said (on stderr)."""
+    note = distilled_note(model, distilled_steps, sampler)
+    if note:
+        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def ort_provider(device: str | None) -> str:
@@ -70,9 +82,13 @@ def ort_provider(device: str | None) -> str:
     raise DsdError(f"device {device!r} is not available to onnxruntime here; use auto, cpu or cuda")
 
 
-def check_baked(path: Path, meta: dict, steps: int | None, spacing: str | None, clip: bool | None) -> None:
-    """An exported sampler has its steps, grid and clipping baked in; asking for others is an error."""
+def check_baked(path: Path, meta: dict, steps: int | None, spacing: str | None, clip: bool | None,
+                sampler: str | None = None) -> None:
+    """An exported sampler has its steps, grid, clipping and sampler baked in; asking for others is an error."""
     hint = "export another with dsd export --onnx"
+    baked = meta.get("sampler") or "ddim"  # files from before --sampler are DDIM
+    if sampler is not None and sampler != baked:
+        raise DsdError(f"{path} samples with {baked}, not {sampler}; {hint} --sampler {sampler}")
     if steps is not None and steps != meta["steps"]:
         raise DsdError(f"{path} samples in {meta['steps']} steps, not {steps}; {hint} --steps {steps}")
     if spacing is not None and spacing != meta["spacing"]:
@@ -83,8 +99,9 @@ def check_baked(path: Path, meta: dict, steps: int | None, spacing: str | None, 
 
 def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: bool | None,
                device: str | None, threads: int | None, batch: int = 1, class_spec: str | None = None,
-               guidance: float | None = None) -> Drawer:
-    """`batch`: the batch size to set the session up for now, so that timing a draw does not include it."""
+               guidance: float | None = None, sampler_name: str | None = None) -> Drawer:
+    """`batch`: the batch size to set the session up for now, so that timing a draw does not include it.
+    `sampler_name`: the --sampler asked for (None: the file's own; a checkpoint exports with DDIM)."""
     from exporters.runtime import CUDA, OnnxSampler, require_onnxruntime
 
     require_onnxruntime("sampling with onnxruntime")  # before an export to the cache, not after it
@@ -102,13 +119,14 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         def say(p: Path) -> None:
             err_console.print(f"exporting {model} to the ONNX cache ({p}); later runs reuse it")
 
-        path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say)
+        path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say,
+                                    sampler_name or "ddim")
     if threads is None:  # the same policy as torch's threads (dsd_core.threads), without importing torch
         from dsd_core.threads import default_threads, usable_cpus
 
         threads = default_threads(usable_cpus())
     sampler = OnnxSampler(path, threads, provider, batch)
-    check_baked(path, sampler.metadata, steps, spacing, clip)
+    check_baked(path, sampler.metadata, steps, spacing, clip, sampler_name)
     if provider == "cuda" and sampler.provider != CUDA:
         raise DsdError("--device cuda was asked for but onnxruntime could not load its CUDA provider")
     sampler.session(batch)
@@ -118,6 +136,7 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
     if guidance is not None and not sampler.takes_guidance:
         raise DsdError(f"{path} was exported without a guidance input; export it again to use --guidance")
     class_ids(class_spec, 1, sampler.num_classes or None)  # a bad --class fails before sampling
+    say_distilled(str(named), sampler.metadata.get("distilled_steps"), sampler.sampler)
 
     def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
         labels = class_ids(class_spec, num, sampler.num_classes or None)
@@ -125,4 +144,5 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         return to_uint8(images * 2 - 1)
 
     return Drawer(str(named), sampler.steps,
-                  f"onnxruntime {sampler.provider}, {threads} thread{'s' if threads != 1 else ''}", draw)
+                  f"onnxruntime {sampler.provider}, {threads} thread{'s' if threads != 1 else ''}", draw,
+                  sampler.sampler)

@@ -31,6 +31,7 @@ from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample
+from dsd_core.solvers_plan import SAMPLERS, check_sampler, distilled_note
 from dsd_core.timesteps import ddim_timesteps
 
 from .common import (
@@ -72,7 +73,10 @@ def _table(result: dict) -> Table:
 def eval_command(
     samples: Path = typer.Argument(None, help="An .npz (arr_0, N×H×W×C uint8) or a folder of images."),
     model: str = typer.Option(None, "--model", "-m", help="Sample this model instead (name or checkpoint)."),
-    steps: int = typer.Option(None, "--steps", "-s", help="With --model: DDIM steps (default: distilled, else 64)."),
+    steps: int = typer.Option(None, "--steps", "-s", help="With --model: sampler steps (default: distilled, else 64)."),
+    sampler: str = typer.Option(None, "--sampler",
+                                help=f"With --model: {'|'.join(SAMPLERS)} (default ddim; one network evaluation per "
+                                     "step each)."),
     num: int = typer.Option(1000, "--num", "-n", help="With --model: number of samples."),
     seed: int = typer.Option(0, "--seed", help="With --model: noise seed."),
     seeds: int = typer.Option(1, "--seeds", help="With --model: repeat with seeds SEED…SEED+K−1; report mean ± sd."),
@@ -92,6 +96,7 @@ def eval_command(
     """Fréchet distance (± its standard error), precision/recall and density/coverage of samples, beside the
     real-data floor."""
     with user_errors():
+        sampler = check_sampler(sampler)
         if (samples is None) == (model is None):
             raise DsdError("give either SAMPLES (an .npz or a folder) or --model M [--steps N --num K]")
         out = err_console if json_out == "-" else console
@@ -103,9 +108,11 @@ def eval_command(
             check_samples(images, ref)
             out.print(f"evaluating {len(images)} samples from {escape(str(samples))} against {escape(ref.name)} "
                       f"({extractor.name} features) on {compute_label(dev)}", highlight=False)
-            result = {"samples": str(samples), "steps": None, "nfe": None, **evaluate(images, ref, extractor, phase)}
+            result = {"samples": str(samples), "steps": None, "sampler": None, "nfe": None,
+                      **evaluate(images, ref, extractor, phase)}
         else:
-            result = _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev, out)
+            result = _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec, guidance,
+                                 dev, out)
         _report(result, out)
         if json_out == "-":
             print(json.dumps(result))
@@ -113,7 +120,8 @@ def eval_command(
             atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
-def _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev, out) -> dict:
+def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev,
+                out) -> dict:
     """Sample `num` images per seed (one bar), then score each seed's images."""
     loaded = load_model(model, dev)
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
@@ -133,7 +141,10 @@ def _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spe
     if said:  # before sampling, not after
         warnings.warn(said, UserWarning, stacklevel=1)
     drawn_from = f"seed {seed}" if seeds == 1 else f"{seeds} seeds {seed}…{seed + seeds - 1}"
-    out.print(f"evaluating {escape(str(model))} at {steps} steps: {num} samples ({drawn_from}) against "
+    note = distilled_note(str(model), loaded.distilled_steps, sampler)
+    if note:
+        out.print(f"note: {escape(note)}", highlight=False)
+    out.print(f"evaluating {escape(str(model))} at {steps} steps of {sampler}: {num} samples ({drawn_from}) against "
               f"{escape(ref.name)} ({extractor.name} features) on {compute_label(dev)}", highlight=False)
     counter = NFECounter()
     start = time.perf_counter()
@@ -142,8 +153,8 @@ def _eval_model(model, steps, num, seed, seeds, batch, ref, extractor, class_spe
         task = bar.add_task(f"sample {steps} steps", total=num * seeds)
         for s in range(seed, seed + seeds):
             drawn.append(to_uint8(sample(loaded, steps, num, s, batch, dev, counter=counter, classes=classes,
-                                         guidance=w, on_batch=lambda n: bar.advance(task, n))))
-    info = {"model": model, "steps": steps, "seed": seed, "nfe": counter.per_sample(num * seeds),
+                                         guidance=w, on_batch=lambda n: bar.advance(task, n), sampler=sampler)))
+    info = {"model": model, "steps": steps, "sampler": sampler, "seed": seed, "nfe": counter.per_sample(num * seeds),
             "sample_seconds": round(time.perf_counter() - start, 3)}
     runs, accuracy = [], []
     for images in drawn:
@@ -170,7 +181,7 @@ def _report(result: dict, out) -> None:
         out.print(f"over {result['seeds']} noise seeds ({first}…{first + result['seeds'] - 1}), n = {n} each: "
                   + ", ".join(f"{m} {spread[m]['mean']:.4g} ± {spread[m]['sd']:.2g}" for m in METRICS))
     if result.get("nfe") is not None:
-        out.print(f"steps {result['steps']}, NFE per sample {result['nfe']:g}")
+        out.print(f"steps {result['steps']} ({result['sampler']}), NFE per sample {result['nfe']:g}")
     if "class_accuracy" in result:
         acc = result["class_accuracy"]
         out.print(f"guidance {result['guidance']:g}: the classifier agrees with the requested class for "

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from dsd_core.errors import DsdError
+from dsd_core.solvers_plan import LABEL, SAMPLERS, check_sampler
 
 from .common import (
     ForceOption,
@@ -32,6 +33,8 @@ def export(
                               help="Sampler steps (default: the count the model was distilled for)."),
     step_model: bool = typer.Option(False, "--step-model",
                                     help="Export the denoiser alone: (x, t[, class]) → prediction."),
+    sampler: str = typer.Option(None, "--sampler",
+                                help=f"{'|'.join(SAMPLERS)}: the sampler unrolled into the graph (default: ddim)."),
     spacing: str = typer.Option("trailing", "--spacing", help="Timestep grid baked into the sampler."),
     clip: bool = typer.Option(True, "--clip/--no-clip", help="Clip the x0 estimate to [-1, 1] at each step."),
     guidance: float = typer.Option(None, "--guidance", "-w",
@@ -44,6 +47,9 @@ def export(
     with user_errors():
         if not onnx:
             raise DsdError("say which format: dsd export --onnx OUT.onnx")
+        if step_model and sampler is not None:
+            raise DsdError("--step-model exports the denoiser alone, which has no sampler; drop --sampler")
+        check_sampler(sampler)
         from dsd_core.builtins import default_model, resolve_model_path
         from dsd_core.checkpoint import file_sha256, load_model
         from exporters.onnx_export import check_output_path, export_onnx
@@ -61,19 +67,24 @@ def export(
             check_guidance(loaded.model, None, guidance)
             loaded.meta = {**loaded.meta, "guidance": guidance}
         n = steps if steps is not None else loaded.distilled_steps
+        label = LABEL[check_sampler(sampler)]
         if not step_model:  # the sampler's grid, checked before the export starts
             from dsd_core.timesteps import ddim_timesteps
+
+            from .backends import say_distilled
 
             if n is None:
                 raise DsdError("this model was not distilled for a step count; say how many sampling steps (--steps N)")
             ddim_timesteps(n, loaded.schedule.num_timesteps, spacing)
-        what = "denoiser (step model)" if step_model else f"{n}-step sampler"
+            say_distilled(model, loaded.distilled_steps, check_sampler(sampler))
+        what = "denoiser (step model)" if step_model else f"{n}-step sampler ({label})"
         console.print(f"exporting the {what} of {escape(str(model))} to {escape(str(out))} on {compute_label(dev)}",
                       highlight=False)
         with phase("exporting and checking onnxruntime against torch"):
             report = export_onnx(loaded, out, steps, step_model=step_model,
-                                 source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip)
-        what = f"{report.steps}-step sampler" if report.kind == "sampler" else "denoiser (step model)"
+                                 source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip,
+                                 sampler=sampler)
+        what = f"{report.steps}-step sampler ({label})" if report.kind == "sampler" else "denoiser (step model)"
         console.print(
             f"wrote {report.path}: the {what} of {model}, opset {report.opset}, "
             f"{report.path.stat().st_size / 1e6:.1f} MB, {report.seconds:.1f} s — onnx.checker ok; "

@@ -1,4 +1,5 @@
-"""`dsd sample`: draw images with DDIM from a checkpoint, a built-in model or an exported `.onnx` sampler.
+"""`dsd sample`: draw images with DDIM (or DPM-Solver++ 2M/3M, UniPC: `--sampler`) from a checkpoint, a built-in
+model or an exported `.onnx` sampler.
 
 An `.onnx` model runs on onnxruntime and never imports torch; `--backend ort` exports a checkpoint to a cache
 on first use. The backends are in `backends.py`, the `--watch` loop in `watch.py`.
@@ -13,6 +14,7 @@ import typer
 
 from dsd_core.errors import DsdError
 from dsd_core.images import check_writable, output_kind, write_samples
+from dsd_core.solvers_plan import LABEL, SAMPLERS, check_sampler
 
 from .backends import Drawer, ort_drawer, torch_drawer
 from .common import DeviceOption, ForceOption, ThreadsOption, console, progress_bar, refuse_overwrite, user_errors
@@ -28,10 +30,13 @@ def sample(
                                    "digits-v-dsdN for --steps N if shipped, else digits-v; digits-v-dsd8 without "
                                    "--steps)."),
     steps: int = typer.Option(None, "--steps", "-s",
-                              help="DDIM steps (default: the model's distilled count, else 64)."),
+                              help="Sampler steps (default: the model's distilled count, else 64)."),
     num: int = typer.Option(64, "--num", "-n", help="Number of images."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial noise (numpy PCG64)."),
     batch: int = typer.Option(256, "--batch", help="Images per network call (does not change the images)."),
+    sampler: str = typer.Option(None, "--sampler",
+                                help=f"{'|'.join(SAMPLERS)}: DDIM (default; what distilled models are made for), "
+                                     "DPM-Solver++ 2M/3M or UniPC, one network evaluation per step each."),
     spacing: str = typer.Option(None, "--spacing", help="Timestep grid: trailing (default) or leading."),
     clip: bool = typer.Option(None, "--clip/--no-clip",
                               help="Clip the x0 estimate to [-1, 1] at each step (default: on)."),
@@ -49,8 +54,9 @@ def sample(
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
-    """Sample NUM images with a deterministic DDIM sampler and write them to OUT."""
+    """Sample NUM images with a deterministic sampler (DDIM by default) and write them to OUT."""
     with user_errors():
+        check_sampler(sampler)
         if num < 1:
             raise DsdError(f"--num must be at least 1, got {num}")
         if batch < 1:
@@ -64,10 +70,11 @@ def sample(
         refuse_overwrite(out, force)
         is_onnx = model is not None and Path(model).suffix.lower() == ".onnx"
         if is_onnx or backend == "ort":
-            drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num), class_spec, guidance)
+            drawer = ort_drawer(model, steps, spacing, clip, device, threads, min(batch, num), class_spec, guidance,
+                                sampler)
         else:
             drawer = torch_drawer(model, steps, spacing or "trailing", True if clip is None else clip, device, threads,
-                                  class_spec, guidance)
+                                  class_spec, guidance, check_sampler(sampler))
 
         def draw_and_write(seed: int) -> None:
             write(drawer, out, num, seed, batch)
@@ -86,6 +93,7 @@ def write(drawer: Drawer, out: Path, num: int, seed: int, batch: int) -> None:
     elapsed = time.perf_counter() - start
     path = write_samples(images, out)
     console.print(
-        f"wrote {num} images (model {drawer.model}, {drawer.steps} steps, seed {seed}) to {path} — "
+        f"wrote {num} images (model {drawer.model}, {drawer.steps} steps of {LABEL[drawer.sampler]}, seed {seed}) to "
+        f"{path} — "
         f"{elapsed:.2f} s, {1000 * elapsed / num:.2f} ms/image on {drawer.where}"
     )
