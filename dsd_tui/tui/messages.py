@@ -33,6 +33,19 @@ class SamplesReady(Message):
     steps: int
     label: int | None
     seconds: float
+    sampler: str = "ddim"  # the solver the file walks (its metadata)
+    distilled_steps: int | None = None  # the step count the model was distilled for (its metadata)
+    path: Path | None = None  # the ONNX file sampled
+
+
+@dataclass
+class SolverExported(Message):
+    """The sampler screen's export of another solver ended: `path` is the ONNX file when it worked."""
+
+    steps: int
+    solver: str
+    path: Path | None
+    lines: list[str]
 
 
 @dataclass

@@ -6,6 +6,7 @@ run's own `error: …` line reports in the run screen.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,39 @@ class DistillRequest:
                         "--sample-every", str(self.sample_every), "--checkpoint-every", str(self.sample_every),
                         "--run-dir", str(run_dir),
                         "--threads", str(self.threads))
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """The form's model to sample before distilling it (Ctrl+G): its file, the folder its ONNX exports and saved
+    grids go to, and the step count exported first (a shipped `-dsdN` model's N, else `defaults.SAMPLE_STEPS`)."""
+
+    model: Path
+    out_dir: Path
+    steps: int
+
+
+def sample_request(values: dict[str, str], models: tuple[str, ...],
+                   runs_root: Path) -> tuple[SampleRequest | None, dict[str, str]]:
+    """What to export and sample for the form's model, or the error of its field (keyed like `values`)."""
+    model = values.get("model", "")
+    if model == CHECKPOINT:
+        text = values.get("path", "").strip()
+        path = Path(text).expanduser()
+        if not text:
+            return None, {"path": "give a checkpoint file to sample"}
+        if not path.is_file():
+            return None, {"path": f"{path} is not a checkpoint file (sampling needs a .safetensors file)"}
+        name = path.stem
+    elif model in models:
+        from dsd_core.builtins import builtin_path
+
+        path, name = builtin_path(model), model
+    else:
+        return None, {"model": "choose a model"}
+    distilled = re.search(r"-dsd(\d+)$", name)
+    steps = int(distilled.group(1)) if distilled else defaults.SAMPLE_STEPS
+    return SampleRequest(path, Path(runs_root) / "samplers" / name, steps), {}
 
 
 def resume_argv(run_dir: Path) -> list[str]:

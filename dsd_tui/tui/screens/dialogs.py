@@ -19,6 +19,7 @@ HELP = """\
   [b]Enter[/b], [b]Ctrl+S[/b]   start a [i]dsd distill[/i] process writing to runs/…
   [b]Enter[/b] on a run  open it (recent runs, below the form)
   [b]r[/b] on a run      resume a stopped or failed run from its checkpoint
+  [b]Ctrl+G[/b]          sample the chosen model before distilling, any solver
 [b]Run[/b]: loss (grey), smoothed (cyan), a vertical line where each stage begins;
 agreement dB (* best, red: stage ended early); updates per step; previews
   [b]p[/b]               pause / resume (SIGSTOP / SIGCONT, POSIX only)
@@ -28,11 +29,9 @@ agreement dB (* best, red: stage ended early); updates per step; previews
 [b]Export[/b]: one ONNX sampler per step count, checked against torch
   [b]Enter[/b]           export the step counts typed in the field
   [b]x[/b] / [b]s[/b]           export again / open the sampler
-[b]Sampler[/b]
-  [b]n[/b], [b]space[/b]        new seed
-  [b]\\[[/b] / [b]][/b]           fewer / more steps
+[b]Sampler[/b]  [b]n[/b], [b]space[/b] new seed · [b]\\[[/b] / [b]][/b] fewer / more steps · [b]s[/b] save as PNG
   [b]c[/b]               class (conditional models)
-  [b]s[/b]               save the grid as PNG
+  [b]v[/b]               solver: ddim (default), dpm++2m, dpm++3m, unipc
 [b]Anywhere[/b]  [b]Esc[/b] back · [b]?[/b] this help · [b]q[/b] quit (asks when a run is going)
 [b]dsd-tui --attach RUN_DIR[/b] watches a run started elsewhere, finished or not."""
 

@@ -1,4 +1,5 @@
-"""Export the distilled model to ONNX, one sampler graph per step count, each checked against torch."""
+"""Export a model to ONNX, one (DDIM) sampler graph per step count, each checked against torch: a run's distilled
+model, or the model chosen on the setup screen (an undistilled one to try the training-free solvers on)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class StepsInput(Input):
 
 class ExportScreen(Screen):
     """Exports the run's target step count on arrival (unless done before); more step counts on request;
-    `s` then opens the sampler on everything exported."""
+    `s` then opens the sampler on everything exported. `out_dir` (default: the run's `onnx/` folder) receives
+    the exports."""
 
     AUTO_FOCUS = "#exports"  # not the steps field, which would swallow the screen's keys
     BINDINGS = [
@@ -44,10 +46,10 @@ class ExportScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, run_dir: Path, model: Path, steps: int):
+    def __init__(self, run_dir: Path, model: Path, steps: int, out_dir: Path | None = None):
         super().__init__()
         self.run_dir, self.model, self.steps = Path(run_dir), Path(model), steps
-        self.out_dir = RunPaths(run_dir).onnx
+        self.out_dir = Path(out_dir) if out_dir is not None else RunPaths(run_dir).onnx
         self.exported: dict[int, Path] = {}
         self.busy = False
 

@@ -13,7 +13,8 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 from ..catalog import Catalog, load_catalog, method_label
 from ..messages import CatalogLoaded
 from ..recent import RecentRun, recent_runs
-from ..setup_form import CHECKPOINT, CROSS_CHECKED, DEFAULTS, LABELS, DistillRequest, check
+from ..setup_form import CHECKPOINT, CROSS_CHECKED, DEFAULTS, LABELS, DistillRequest, check, sample_request
+from .export import ExportScreen
 
 FIELDS = [  # (key, label, kind); kind "select" or "input"
     (key, LABELS[key], kind) for key, kind in (
@@ -52,6 +53,7 @@ class SetupScreen(Screen):
 
     BINDINGS = [
         Binding("ctrl+s", "start", "Start run"),
+        Binding("ctrl+g", "sample_model", "Sample model"),
         Binding("o", "open_run", "Open run", show=False),
         Binding("r", "resume_run", "Resume run", show=False),
     ]
@@ -163,6 +165,19 @@ class SetupScreen(Screen):
             return
         note.update("")
         self.app.start_run(request)
+
+    def action_sample_model(self) -> None:
+        """Export the form's model (undistilled, or a shipped distilled one) and sample it, before distilling:
+        its sampler screen offers the training-free solvers (DPM-Solver++, UniPC) beside DDIM."""
+        request, errors = sample_request(self.values(), self.app.catalog.models, self.app.runs_root)
+        for key, text in errors.items():
+            error = self.query_one(f"#{key}-error", Static)
+            error.update(text)
+            error.display = True
+        if request is None:
+            self.query_one("#start-note", Static).update("[red]fix the model marked above to sample it[/red]")
+            return
+        self.app.push_screen(ExportScreen(request.out_dir, request.model, request.steps, out_dir=request.out_dir))
 
     # -- recent runs --------------------------------------------------------------------------------
     def refresh_recent(self) -> None:
