@@ -19,7 +19,7 @@ from dsd_tui.tui.catalog import Catalog
 from dsd_tui.tui.process import RunProcess
 from dsd_tui.tui.screens.sampler import SamplerScreen
 
-CATALOG = Catalog(models=("digits", "digits-v", "digits-v-dsd8"), methods=("dsd", "tsd", "pd", "dsd+pd"),
+CATALOG = Catalog(models=("digits", "digits-v", "digits-v-dsd8"), methods=("dsd-stage", "dsd", "tsd", "pd", "dsd+pd"),
                   schedules=("iterative", "naive", "gradual-linear", "gradual-exp"))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import OptionError, OptionWarning
 
-METHODS = ("dsd", "tsd", "pd", "dsd+pd", "dsd-anchor", "dsd-stage")
+METHODS = ("dsd-stage", "dsd", "tsd", "pd", "dsd+pd", "dsd-anchor")  # the default first, as front ends list it
 NFE_PER_SAMPLE = {"dsd": 2, "pd": 3}  # network evaluations per trajectory (DSD, TSD) or image (PD) and update
 
 
