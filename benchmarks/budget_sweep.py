@@ -38,11 +38,13 @@ def run_facts(run: Path) -> dict:
 
 
 def label(d: dict) -> str:
+    """The method as the table names it: DSD's stage rule and what it ships, a learning rate off the default."""
+    lr = f", lr {d['lr']:g}" if d["method"] != "pd" and d["lr"] != 3e-5 else ""
     if d["method"] == "dsd" and not d.get("stop_when_worse"):
-        return "dsd, full stages" + (", last" if d.get("keep") == "last" else ", best")
+        return "dsd (EMA teacher), " + ("last" if d.get("keep") == "last" else "best-agreeing") + lr
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
-    return d["method"] + rule
+    return d["method"] + rule + lr
 
 
 def read_lines(path: Path) -> list[dict]:
