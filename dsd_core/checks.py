@@ -16,9 +16,10 @@ def at_least(low: int, **settings: int) -> None:
 
 
 def positive(**settings: float) -> None:
+    """Each setting a finite number above 0 (an infinite learning rate would run until its first NaN)."""
     for field, value in settings.items():
-        if not value > 0:
-            raise OptionError(f"{{{field}}} must be positive, got {{value}}", value=value)
+        if not (math.isfinite(value) and value > 0):
+            raise OptionError(f"{{{field}}} must be a finite number above 0, got {{value}}", value=value)
 
 
 def below_one(**settings: float) -> None:

@@ -44,3 +44,12 @@ def test_train_options_land_in_their_fields():
     cfg = config_from_options(TrainConfig, {**defaults, "ema": 0.5, "steps": 3, "sd_steps": 4},
                               train_cli.OPTION_OF_FIELD)
     assert (cfg.ema_decay, cfg.steps, cfg.sd_steps) == (0.5, 3, 4)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1e-4])
+def test_a_learning_rate_that_is_not_a_finite_positive_number_is_refused_up_front(value):
+    from dsd_core.distill.config import DistillConfig
+    from dsd_core.errors import OptionError
+
+    with pytest.raises(OptionError, match="finite number above 0"):
+        DistillConfig(lr=value)
