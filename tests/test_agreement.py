@@ -94,8 +94,10 @@ def test_a_run_logs_fd_beside_the_agreement_only_for_digits_models(tiny_ckpt, tm
     base.meta["provenance"] = {"data": "digits"}
     cfg = DistillConfig(schedule="iterative", n_from=8, n_to=2, updates=4, batch=4, sample_every=100,
                         checkpoint_every=100, quality_every=2, quality_num=4, quality_fd=100, stop_when_worse=0)
-    Distiller(base, cfg, tmp_path / "digits", CPU, "tiny", "sha").run_loop()
+    d = Distiller(base, cfg, tmp_path / "digits", CPU, "tiny", "sha")
+    d.run_loop()
     checks = [e for e in read_events(tmp_path / "digits" / "events.jsonl") if isinstance(e, QualityEvent)]
     assert len(checks) == 2 and all(e.fd > 0 and 0 <= e.precision <= 1 and 0 <= e.recall <= 1 for e in checks)
+    assert d.last_quality == (2, checks[-1].psnr, checks[-1].fd)  # what the progress line shows
     with pytest.raises(OptionError, match="needs quality.every above 0"):
         DistillConfig(quality_every=0, quality_fd=100)

@@ -103,7 +103,7 @@ class Distiller(ResumableLoop):
         self.best: dict[str, float] = {}  # best agreement (PSNR) so far per target step count
         self.stale = 0  # agreement checks of this stage since its last new best
         self.stage_cut = False  # this update ended its stage early: checkpoint and preview now
-        self.last_quality: tuple[int, float] | None = None  # (steps, PSNR) of the latest check, for a front end
+        self.last_quality: tuple[int, float, float | None] | None = None  # (steps, PSNR, FD) of the latest check
         self.updates: dict[str, MethodUpdate] = {name: UPDATES[name](self) for name in dict.fromkeys(plan)}
         self.stage_updates = [self.updates[name] for name in plan]
         self.student = maybe_compile(self.model, cfg.compile)
@@ -163,7 +163,7 @@ class Distiller(ResumableLoop):
         if self.fd_check is not None:
             with phase(f"scoring {self.fd_check.num} samples at {steps} steps (FD)"):
                 fd_scores = self.fd_check.score(current, steps)
-        self.last_quality = (steps, psnr)
+        self.last_quality = (steps, psnr, fd_scores.get("fd"))
         best = psnr > self.best.get(str(steps), -math.inf)
         self.stale = 0 if best else self.stale + 1
         if best:

@@ -160,7 +160,8 @@ def distill(
                 said = distiller.last_quality
                 bar.update(task, completed=update, stage=f"grid {event['stage']}",
                            loss="loss skipped (non-finite)" if loss is None else f"loss {loss:.4g}",
-                           quality="" if said is None else f"agreement {said[1]:.1f} dB at {said[0]} steps")
+                           quality="" if said is None else f"agreement {said[1]:.1f} dB at {said[0]} steps"
+                           + ("" if said[2] is None else f", FD {said[2]:.2f}"))
 
             with stop_at_update_boundary(not world.active):
                 path = distiller.run_loop(show, resume=resume is not None, phase=bar_phases(bar, task))
