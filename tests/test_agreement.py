@@ -34,7 +34,7 @@ def test_the_starting_model_agrees_with_itself_at_its_own_grid_only(tiny_model):
 
 
 def _run(tiny_ckpt, run_dir, **kw):
-    cfg = DistillConfig(**{**dict(schedule="iterative", n_from=8, n_to=2, updates=8, batch=4, lr=1e-3,
+    cfg = DistillConfig(**{**dict(method="dsd", schedule="iterative", n_from=8, n_to=2, updates=8, batch=4, lr=1e-3,
                                   sample_every=100, checkpoint_every=100, quality_every=2, quality_num=8,
                                   stop_when_worse=0), **kw})
     d = Distiller(load_model(tiny_ckpt), cfg, run_dir, CPU, "tiny", "sha")
@@ -59,7 +59,8 @@ def test_the_check_never_changes_the_run(tiny_ckpt, tmp_path):
     assert not (tmp_path / "b" / "model-best-2steps.safetensors").exists()
 
 
-@pytest.mark.parametrize("method, keeps_best", [("dsd", True), ("dsd-anchor", True), ("tsd", False)])
+@pytest.mark.parametrize("method, keeps_best", [("dsd", True), ("dsd-anchor", True), ("tsd", False),
+                                               ("dsd-stage", False)])
 def test_keep_auto_ships_the_best_snapshot_only_for_the_methods_that_drift(tiny_ckpt, tmp_path, method, keeps_best):
     extra = {"anchor_cache": 6} if method == "dsd-anchor" else {}
     d, path = _run(tiny_ckpt, tmp_path, method=method, **extra)

@@ -16,8 +16,9 @@ from .methods import METHODS, stage_methods
 from .stepping import Stage, build_stages
 
 # model.safetensors: the snapshot that agreed best with the starting model, the last, or by method (auto): best
-# for the self-taught methods, which drift with budget; last for those with a fixed teacher (TSD, PD), which
-# keep improving in FD after their agreement levels off (docs/benchmarks.md, "Drift, seen by the run itself").
+# for the EMA-taught methods, which drift with budget; last for those with a frozen teacher (TSD, PD and
+# dsd-stage), whose FD keeps improving while their agreement levels off or falls (docs/benchmarks.md, "Drift,
+# seen by the run itself" and "DSD without drift": within a stage, agreement and FD are anti-correlated).
 KEEP = ("auto", "best", "last")
 KEEP_BEST_FOR = ("dsd", "dsd-anchor")
 MIN_FD_SAMPLES = 100

@@ -91,7 +91,8 @@ def distill(
     keep: str = typer.Option(D.keep, "--keep",
                              help="model.safetensors: best (the snapshot that agreed best with the starting model, "
                                   "kept as model-best-Nsteps.safetensors), last (the final EMA), or auto: best for "
-                                  "dsd and dsd-anchor, which drift with budget, last for tsd, pd and dsd+pd."),
+                                  "dsd and dsd-anchor, which drift with budget, last for dsd-stage, tsd, pd and "
+                                  "dsd+pd."),
     stop_when_worse: int = typer.Option(D.stop_when_worse, "--stop-when-worse",
                                         help="End a stage after this many agreement checks without a better "
                                              "model, and go on from the stage's best snapshot (where the run "
