@@ -137,7 +137,7 @@ def test_loss_weights():
 
 # -- runs -----------------------------------------------------------------------------------------------
 def _distiller(tiny_ckpt, run_dir, **kw):
-    cfg = DistillConfig(**{**dict(schedule="iterative", n_from=16, n_to=4, updates=8, batch=6, lr=1e-4,
+    cfg = DistillConfig(**{**dict(method="dsd", schedule="iterative", n_from=16, n_to=4, updates=8, batch=6, lr=1e-4,
                                   sample_every=100, checkpoint_every=3, histogram_every=2), **kw})
     return Distiller(load_model(tiny_ckpt), cfg, run_dir, CPU, "tiny", "sha")
 

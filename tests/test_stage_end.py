@@ -23,7 +23,7 @@ SCRIPT = {(0, 4): 20.0, (1, 4): 22.0, (2, 4): 21.0, (3, 4): 20.5, (4, 4): 20.0, 
 
 
 def _scripted(tiny_ckpt, run_dir, **kw) -> Distiller:
-    cfg = DistillConfig(**{**dict(schedule="iterative", n_from=8, n_to=2, updates=12, batch=4, lr=1e-3,
+    cfg = DistillConfig(**{**dict(method="dsd", schedule="iterative", n_from=8, n_to=2, updates=12, batch=4, lr=1e-3,
                                   sample_every=100, checkpoint_every=2, quality_every=1, quality_num=4,
                                   stop_when_worse=2), **kw})
     d = Distiller(load_model(tiny_ckpt), cfg, run_dir, CPU, "tiny", "sha")
@@ -77,8 +77,9 @@ def test_a_run_with_an_early_stage_end_resumes_bit_identical(tiny_ckpt, tmp_path
 
 
 def test_patience_is_counted_in_checks_and_zero_turns_it_off():
-    assert DistillConfig(stop_when_worse=3).patience == 3
-    assert DistillConfig(stop_when_worse=0).patience == 0
-    assert DistillConfig(stop_when_worse=3, quality_every=0).patience == 0  # no checks, no rule
+    assert DistillConfig(method="dsd", stop_when_worse=3).patience == 3
+    assert DistillConfig(method="dsd", stop_when_worse=0).patience == 0
+    assert DistillConfig(method="dsd", stop_when_worse=3, quality_every=0).patience == 0  # no checks, no rule
+    assert DistillConfig(method="dsd-stage", stop_when_worse=3).patience == 0  # keeps its last model
     assert DistillConfig(method="tsd", stop_when_worse=3).patience == 0  # keep auto = last for a fixed teacher
     assert DistillConfig(method="tsd", keep="best", stop_when_worse=3).patience == 3
