@@ -1,9 +1,14 @@
-"""Write files so that a reader never sees half of one: write a temporary sibling, fsync, rename."""
+"""Write files so that a reader never sees half of one: write a temporary sibling, fsync, rename.
+
+The rename replaces whatever the target name is, a symbolic link included, so an atomic write never writes
+through a link; files that are appended to or cut in place are opened with `open_own_file`, which refuses links.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -64,6 +69,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def open_own_file(path: str | Path, flags: int) -> int:
+    """A file descriptor of `path` opened without following a symbolic link (O_NOFOLLOW; O_NONBLOCK so that a
+    FIFO cannot hang the open), refused unless it is a regular file with no other hard link: a file that a run
+    writes in place must be its own, or the write would land outside the run folder."""
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, FILE_MODE)
+    except OSError:
+        if path.is_symlink():
+            raise DsdError(f"{path} is a symbolic link; dsd never writes through a link in a run folder: remove "
+                           "the link") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        why = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "has other hard links"
+        raise DsdError(f"{path} {why}; dsd writes only a run folder's own files: remove it")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def stale_temp_files(folder: str | Path) -> list[Path]:

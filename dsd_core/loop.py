@@ -2,7 +2,8 @@
 
 Both run the same skeleton: resume from the run folder's state (or write the config), then per update the
 work itself, its events, a preview grid and a checkpoint at their intervals, a Ctrl-C stop that checkpoints
-first, and a final save. Keeping that skeleton in one place keeps the two commands' run folders, events and
+first, and a final save, all while holding the run folder's lock (`run_lock.py`: one writer per folder). Keeping
+that skeleton in one place keeps the two commands' run folders, events and
 resume rules the same; a subclass fills in only what its update does and what its events carry.
 """
 
@@ -18,6 +19,7 @@ import torch
 from . import __version__
 from .errors import DsdError, OptionError
 from .interrupt import Interrupted, stop_requested
+from .run_lock import RunLock
 from .runs import STATE_FILE, RunDir
 
 MODEL_FILE = "model.safetensors"
@@ -96,6 +98,25 @@ class ResumableLoop:
     def due(self, every: int) -> bool:
         return self.position % every == 0 or self.position == self.total
 
+    def writes_run(self) -> bool:
+        """Whether this process writes the run folder: the only process, or rank 0 of a data-parallel run."""
+        world = getattr(self, "world", None)
+        return world is None or world.main
+
+    @contextlib.contextmanager
+    def owning(self, resume: bool):
+        """The run folder's lock for the run's life (rank 0 only; released however the run ends), then the
+        checks and repairs that only the folder's one writer may make."""
+        if not self.writes_run():
+            yield
+            return
+        with RunLock(self.run.root):
+            if resume:
+                self.run.repair()  # what a kill left: a torn event line, temp files
+            elif self.run.config_path.exists():  # checked again under the lock: two starts on one folder
+                raise DsdError(f"{self.run.root} already holds a run; resume it or start in another folder")
+            yield
+
     def resume_prelude(self, resume: bool, phase: Phase) -> None:
         if resume and not self.load_state():
             raise OptionError("nothing to resume in {root} (no {state}" + self.nothing_to_resume_tail,
@@ -111,28 +132,32 @@ class ResumableLoop:
                  phase: Phase = contextlib.nullcontext) -> Path:
         """Run to the end. `phase(name)` wraps the steps between updates that take a while (preview grids,
         checkpoints, the final save, a method's stage start), for a front end to name them."""
-        self.resume_prelude(resume, phase)
-        self.begin()
-        while self.position < self.total:
-            result = self.advance(phase)
-            self.log_update(result)
-            if on_progress is not None:
-                on_progress(self.position, result)
-            self.after_update(result, phase)
-            if self.due(self.sample_every):
-                with phase(PREVIEW):
-                    path = self.preview()
-                self.run.event("samples", **self.at(), path=str(path))
-            self.checkpoint_or_stop(phase)
-        with phase(self.final_phase):
-            path = self.save_final()
-        self.run.event("end", **self.at(), model=str(path), **self.end_fields())
-        return path
+        with self.owning(resume):
+            self.resume_prelude(resume, phase)
+            self.begin()
+            while self.position < self.total:
+                result = self.advance(phase)
+                self.log_update(result)
+                if on_progress is not None:
+                    on_progress(self.position, result)
+                self.after_update(result, phase)
+                if self.due(self.sample_every):
+                    self.run.check_links()  # a folder swapped for a link mid-run
+                    with phase(PREVIEW):
+                        path = self.preview()
+                    self.run.event("samples", **self.at(), path=str(path))
+                self.checkpoint_or_stop(phase)
+            self.run.check_links()
+            with phase(self.final_phase):
+                path = self.save_final()
+            self.run.event("end", **self.at(), model=str(path), **self.end_fields())
+            return path
 
     def checkpoint_or_stop(self, phase: Phase) -> None:
         """A checkpoint at its interval, at the end, or on Ctrl-C, which then stops the run."""
         stop = stop_requested() and self.position < self.total
         if self.due(self.checkpoint_every) or stop:
+            self.run.check_links()
             with phase("saving a checkpoint"):
                 path = self.save_state()
             self.run.event("checkpoint", **self.at(), path=str(path))

@@ -1,18 +1,20 @@
 """A run directory: `config.json`, an append-only `events.jsonl`, `checkpoints/` and `samples/`.
 
 Front ends follow a run by reading its event log, one JSON object per line (typed in `dsd_core.events`), so the
-log is flushed per event.
+log is flushed per event. A run writes only inside its folder: files written in place are opened without following
+links, whole files are replaced by a rename (which replaces a link), and linked subfolders are refused.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, events
-from .atomic import atomic_write_bytes, stale_temp_files
+from .atomic import atomic_write_bytes, open_own_file, stale_temp_files
 from .errors import DsdError
 
 STATE_FILE = "state.safetensors"  # a run's resumable state, in RUN/checkpoints/
@@ -56,21 +58,35 @@ class RunDir(RunPaths):
 
     def __init__(self, root: str | Path):
         super().__init__(root)
+        self.check_links()
         try:
             for folder in (self.root, self.checkpoints, self.samples):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DsdError(f"cannot create run folder {self.root}: {exc.strerror or exc}") from None
 
+    def check_links(self) -> None:
+        """Refuse subfolders that are symbolic links: every file written there would land where the link
+        points, outside the run folder (the run folder itself may be reached through a link of the user's).
+        The event log is checked here too, so that a run refuses a linked one before it writes anything."""
+        for folder in (self.checkpoints, self.samples):
+            if folder.is_symlink():
+                raise DsdError(f"{folder} is a symbolic link; dsd writes only inside the run folder: replace the "
+                               "link with a folder")
+        if self.events_path.is_symlink():
+            raise DsdError(f"{self.events_path} is a symbolic link; dsd never writes through a link in a run "
+                           "folder: remove the link")
+
     def repair(self) -> None:
         """Undo what a kill can leave: temp files of unfinished writes, and a torn last event line (cut off,
         so that the next event starts a line of its own instead of gluing onto the fragment). Call it before
-        resuming, from the one process that writes the run (another writer's temp file would go too)."""
+        resuming, holding the run's lock (another writer's temp file would go too)."""
+        self.check_links()
         for folder in (self.root, self.checkpoints, self.samples):
             for tmp in stale_temp_files(folder):
                 tmp.unlink(missing_ok=True)
         try:
-            with open(self.events_path, "rb+") as f:
+            with os.fdopen(open_own_file(self.events_path, os.O_RDWR), "rb+") as f:
                 data = f.read()
                 if data and not data.endswith(b"\n"):
                     f.truncate(data.rfind(b"\n") + 1)
@@ -92,7 +108,7 @@ class RunDir(RunPaths):
             event = replace(event, time=round(time.time(), 3))
         line = events.to_line(event)
         try:
-            with open(self.events_path, "a") as f:
+            with os.fdopen(open_own_file(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a") as f:
                 f.write(line + "\n")
         except OSError as exc:
             raise DsdError(f"cannot append to {self.events_path}: {exc.strerror or exc}") from None

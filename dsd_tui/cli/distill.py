@@ -20,7 +20,8 @@ from dsd_core.distill.methods import ema_short_run_message, nfe_text
 from dsd_core.distill.runner import Distiller, load_base
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
-from dsd_core.runs import RunDir, read_run_config
+from dsd_core.run_lock import refuse_if_in_use
+from dsd_core.runs import read_run_config
 
 from .common import (
     DeviceOption,
@@ -113,14 +114,13 @@ def distill(
         at_least(1, nproc=nproc)
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             check_out(out, save_format, force)  # once here, not once per process
+            refuse_if_in_use(resume or run_dir)
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
         saved = read_run_config(resume, "distill") if resume is not None else None
         dev = setup_device(device, run_threads(threads, saved))
         world, dev = ddp.setup(dev)
-        if saved is not None:
+        if saved is not None:  # the run repairs its folder once it holds the lock (ResumableLoop.owning)
             cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
-            if world.main:
-                RunDir(resume).repair()  # what a kill left: a torn event line, temp files
         else:
             cfg = config_from_options(DistillConfig, options, OPTION_OF_FIELD)
             if run_dir is None and world.active:
@@ -132,6 +132,8 @@ def distill(
             if Path(model).exists():
                 model = str(Path(model).resolve())
         check_out(out, save_format, force)
+        if world.main:
+            refuse_if_in_use(run_dir)  # at once, not after loading the model; the run takes the lock itself
         base, name, sha = load_base(model, dev)
         if save_format == "diffusers":
             from dsd_core.diffusers_io import check_diffusers_model

@@ -13,7 +13,8 @@ from dsd_core.data import load_dataset, load_labels
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.models import UNetConfig, count_parameters
-from dsd_core.runs import RunDir, read_run_config
+from dsd_core.run_lock import refuse_if_in_use
+from dsd_core.runs import read_run_config
 from dsd_core.train import TrainConfig, Trainer, short_run_message
 
 from .common import (
@@ -83,8 +84,7 @@ def train(
         saved = read_run_config(resume, "train") if resume is not None else None
         dev = setup_device(device, run_threads(threads, saved))
         if saved is not None:
-            data, out = saved["data_spec"], resume
-            RunDir(resume).repair()  # what a kill left: a torn event line, temp files
+            data, out = saved["data_spec"], resume  # the run repairs its folder once it holds the lock
             cfg = TrainConfig(**saved["train"])
             model_cfg = UNetConfig.from_dict(saved["model_config"])
         else:
@@ -93,6 +93,7 @@ def train(
             if (out / "config.json").exists():
                 raise DsdError(f"{out} already holds a run; --resume it or choose another --out")
             cfg = config_from_options(TrainConfig, options, OPTION_OF_FIELD)
+        refuse_if_in_use(out)  # at once, not after loading the data; the run takes the lock itself
         images, data_name = load_dataset(data, image_size)
         labels = load_labels(data) if cfg.conditional else None
         if resume is None:

@@ -17,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from dsd_core.atomic import atomic_write_bytes, open_own_file
+from dsd_core.errors import DsdError
+from dsd_core.run_lock import holder
+
 PID_FILE = "tui-process.json"
 LOG_FILE = "tui-process.log"
 STOP_GRACE_S = 5.0
@@ -40,10 +44,11 @@ class RunProcess:
     def start(cls, argv: list[str], run_dir: str | Path) -> RunProcess:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / LOG_FILE, "ab") as log:
+        with os.fdopen(_own_log(run_dir / LOG_FILE), "ab") as log:
             popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env={**os.environ, "NO_COLOR": "1"})
-        (run_dir / PID_FILE).write_text(json.dumps({"pid": popen.pid, "argv": argv, "started": time.time()}))
+        record = json.dumps({"pid": popen.pid, "argv": argv, "started": time.time()})
+        atomic_write_bytes(run_dir / PID_FILE, record.encode())  # replaces a link, never writes through it
         return cls(popen.pid, run_dir, popen)
 
     @classmethod
@@ -130,6 +135,17 @@ class RunProcess:
         return error_line(self.run_dir)
 
 
+def _own_log(path: Path) -> int:
+    """The run's log, opened to append but never through a link: a link (symbolic or hard) in its place is
+    removed (the link, not what it points to) and a file of the run's own made."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    try:
+        return open_own_file(path, flags)
+    except DsdError:
+        path.unlink()
+        return open_own_file(path, flags)
+
+
 def log_tail(run_dir: Path, lines: int = 20) -> list[str]:
     try:
         text = (Path(run_dir) / LOG_FILE).read_text(errors="replace")
@@ -149,9 +165,19 @@ def error_line(run_dir: Path) -> str | None:
     return None
 
 
+def lock_holder(run_dir: Path) -> int | None:
+    """The pid of the process that holds the run folder's lock (`dsd_core.run_lock`): a run writing it, however
+    it was started; None when no process holds it (a crashed one holds nothing)."""
+    who = holder(run_dir)
+    return None if who is None else who.pid
+
+
 def external_pid(run_dir: Path) -> int | None:
-    """The pid of a `dsd distill` writing RUN_DIR that no dsd-tui started (the CLI records no pid in the run
-    folder, so it is found by its command line: `--run-dir RUN_DIR` or `--resume RUN_DIR`). Linux only."""
+    """The pid of a `dsd distill` writing RUN_DIR that no dsd-tui started: the lock's holder, else (a run that
+    has not taken the lock yet, or of an older dsd) found by its command line: `--run-dir RUN_DIR` or
+    `--resume RUN_DIR`. Linux only."""
+    if (pid := lock_holder(run_dir)) is not None:
+        return pid
     target = Path(run_dir).resolve()
     try:
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]

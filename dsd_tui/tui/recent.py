@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsd_core import events as ev
+from dsd_core.run_lock import holder
 from dsd_core.runs import RunPaths
 
 from .process import RunProcess
@@ -24,6 +25,7 @@ class RecentRun:
     updates: int
     status: str  # running, finished, failed, stopped
     checkpointed: bool = False
+    pid: int | None = None  # of the process writing it, when it is running
 
     @property
     def resumable(self) -> bool:
@@ -56,10 +58,13 @@ def describe(run_dir: Path) -> RecentRun | None:
             status = "failed"
         elif isinstance(event, ev.ResumeEvent):
             status = "stopped"
-    if status != "finished" and RunProcess.find(run_dir) is not None:
-        status = "running"
+    pid = None
+    if (who := holder(run_dir)) is not None:  # a process holds its lock: it writes the run, whatever its events say
+        status, pid = "running", who.pid
+    elif status != "finished" and (found := RunProcess.find(run_dir)) is not None:
+        status, pid = "running", found.pid
     return RecentRun(run_dir, d.get("method", "?"), d.get("schedule", "?"), f"{d.get('n_from')}→{d.get('n_to')}",
-                     update, int(d.get("updates", 0)), status, paths.state_path.is_file())
+                     update, int(d.get("updates", 0)), status, paths.state_path.is_file(), pid)
 
 
 def recent_runs(root: Path, limit: int = 20) -> list[RecentRun]:

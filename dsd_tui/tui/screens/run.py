@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from dsd_core.events import EventTail
+from dsd_core.run_lock import holder
 from dsd_core.runs import RunPaths
 
 from ..process import RunProcess, error_line, external_pid, log_tail
@@ -262,6 +263,10 @@ class RunScreen(Screen):
         self.show_status()
 
     def action_resume_run(self) -> None:
+        if (who := holder(self.run_dir)) is not None:  # a process writes it (its events may not say so yet)
+            self.notify(f"cannot resume this run: process {who.pid or '(pid unknown)'} is writing it",
+                        severity="warning", timeout=10)
+            return
         self.problem, self.exit_seen = None, False
         self.state.error = None
         self.process = self.app.launch_resume(self.run_dir)

@@ -221,4 +221,5 @@ class SetupScreen(Screen):
             self.app.resume_run(run.path)
         else:
             why = "it has no checkpoint yet" if run.status in ("stopped", "failed") else f"it is {run.status}"
+            why += f" (pid {run.pid})" if run.pid else ""
             self.notify(f"cannot resume {run.path.name}: {why}", severity="warning")
