@@ -102,3 +102,16 @@ def test_a_run_logs_fd_beside_the_agreement_only_for_digits_models(tiny_ckpt, tm
     assert d.last_quality == (2, checks[-1].psnr, checks[-1].fd)  # what the progress line shows
     with pytest.raises(OptionError, match="needs quality.every above 0"):
         DistillConfig(quality_every=0, quality_fd=100)
+
+
+def test_the_fd_check_never_changes_the_run_either(tiny_ckpt, tmp_path):
+    weights = []
+    for quality_fd in (0, 100):
+        base = load_model(tiny_ckpt)
+        base.meta["provenance"] = {"data": "digits"}
+        cfg = DistillConfig(method="dsd-stage", schedule="iterative", n_from=8, n_to=2, updates=4, batch=4,
+                            sample_every=100, checkpoint_every=100, quality_every=2, quality_num=4,
+                            quality_fd=quality_fd)
+        path = Distiller(base, cfg, tmp_path / str(quality_fd), CPU, "tiny", "sha").run_loop()
+        weights.append(load_model(path).model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
