@@ -8,6 +8,7 @@ Training states (model, EMA, optimizer, counters, RNG) use the same container wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,6 +23,16 @@ from .atomic import atomic_write_bytes
 from .builtins import available_builtins, resolve_model_path
 from .ddim import check_prediction
 from .errors import DsdError
+from .limits import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_IMAGE_SIDE,
+    MAX_LEVELS,
+    MAX_TIMESTEPS,
+    MAX_WIDTH,
+    size_in_file,
+)
 from .models import UNet, UNetConfig
 from .schedule import NoiseSchedule
 
@@ -52,6 +63,8 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         meta = json.loads(header["dsd"])
     except json.JSONDecodeError:
         raise DsdError(f"{path} has corrupt dsd metadata") from None
+    if not isinstance(meta, dict):
+        raise DsdError(f"{path} has corrupt dsd metadata (a JSON {type(meta).__name__}, not an object)")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise DsdError(f"{path} has checkpoint format {version!r}; this dsd reads format {FORMAT_VERSION}")
@@ -127,19 +140,61 @@ def save_model(path: str | Path, model: UNet, schedule: NoiseSchedule, predictio
     return save_tensors(path, prefixed("model", model.state_dict()), model_meta(model, schedule, prediction, **info))
 
 
-def build_model(meta: dict, path: str | Path = "checkpoint") -> nn.Module:
-    if meta.get("model_type") == "diffusers-unet2d":  # a distilled diffusers model (needs diffusers)
-        from .models.diffusers_unet import DiffusersUNet
+def check_sizes(meta: dict, path: str | Path) -> None:
+    """Every size in a model's metadata within `dsd_core/limits.py`, checked before anything is built: the
+    schedule's length, the image size and channels, the network's widths, depth and classes."""
+    schedule, config = meta.get("schedule"), meta.get("model_config")
+    if not isinstance(schedule, dict) or not isinstance(config, dict):
+        raise DsdError(f"{path}: incomplete or invalid model metadata (no schedule or model_config object)")
+    if "num_timesteps" in schedule:
+        size_in_file(path, "the schedule's num_timesteps", schedule["num_timesteps"], MAX_TIMESTEPS)
+    if meta.get("model_type") == "diffusers-unet2d":
+        unet = config.get("unet") if isinstance(config.get("unet"), dict) else {}
+        side = unet.get("sample_size")
+        counts = {"image_size": (config.get("image_size"), MAX_IMAGE_SIDE),
+                  "in_channels": (config.get("in_channels"), MAX_CHANNELS),
+                  **{f"unet {k}": (unet.get(k), limit) for k, limit in (
+                      ("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS), ("layers_per_block", MAX_BLOCKS),
+                      ("norm_num_groups", MAX_WIDTH))},
+                  **{f"unet sample_size[{i}]": (v, MAX_IMAGE_SIDE)
+                     for i, v in enumerate(side if isinstance(side, list) else [side])}}
+        widths = unet.get("block_out_channels", [])
+    else:
+        counts = {k: (config.get(k), limit) for k, limit in (
+            ("image_size", MAX_IMAGE_SIDE), ("in_channels", MAX_CHANNELS), ("base_channels", MAX_WIDTH),
+            ("num_groups", MAX_WIDTH), ("num_classes", MAX_CLASSES))}
+        counts["num_res_blocks"] = (config.get("num_res_blocks"), MAX_BLOCKS)
+        mults, base = config.get("channel_mults", [1]), config.get("base_channels", 1)
+        attention = config.get("attention_levels", [])
+        if not isinstance(attention, list) or len(attention) > MAX_LEVELS:
+            raise DsdError(f"{path}: the model config's attention_levels must be a list of at most {MAX_LEVELS}")
+        widths = [m * base if isinstance(m, int) and isinstance(base, int) else m for m in mults] \
+            if isinstance(mults, list) else mults
+    for name, (value, limit) in counts.items():
+        if value is not None:  # absent: the config's default
+            size_in_file(path, f"the model config's {name}", value, limit, low=0 if name == "num_res_blocks" else 1)
+    if not isinstance(widths, list) or not 1 <= len(widths) <= MAX_LEVELS:
+        raise DsdError(f"{path}: the model config must list 1 to {MAX_LEVELS} resolutions")
+    for width in widths:
+        size_in_file(path, "a layer width (channels) of the model config", width, MAX_WIDTH)
 
-        return DiffusersUNet.from_config(meta["model_config"])
-    if meta.get("model_type") != "unet":
-        raise DsdError(f"{path}: unsupported model type {meta.get('model_type')!r}")
-    return UNet(UNetConfig.from_dict(meta["model_config"]))
+
+def build_model(meta: dict, path: str | Path = "checkpoint", device: str | torch.device | None = None) -> nn.Module:
+    """The network a model's metadata describes, untrained; on `device` "meta" it costs no memory (shapes only)."""
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        if meta.get("model_type") == "diffusers-unet2d":  # a distilled diffusers model (needs diffusers)
+            from .models.diffusers_unet import DiffusersUNet
+
+            return DiffusersUNet.from_config(meta["model_config"])
+        if meta.get("model_type") != "unet":
+            raise DsdError(f"{path}: unsupported model type {meta.get('model_type')!r}")
+        return UNet(UNetConfig.from_dict(meta["model_config"]))
 
 
-def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load exactly the expected tensors with the expected shapes, or say what does not fit."""
-    expected = module.state_dict()
+def check_weights(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Exactly the expected tensors, with the expected shapes, of a float type (int8 weights would be cast to
+    floats without a word), with finite values (`check_finite`); else a one-line error naming the tensor.
+    `expected` may live on the meta device."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise DsdError(f"{path}: weights do not match the model config (missing {missing[:3]}, "
@@ -148,6 +203,23 @@ def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str
         if v.shape != expected[k].shape:
             raise DsdError(f"{path}: tensor {k} has shape {tuple(v.shape)}, "
                            f"the config expects {tuple(expected[k].shape)}")
+        if v.dtype.is_floating_point != expected[k].dtype.is_floating_point:
+            raise DsdError(f"{path}: tensor {k} holds {str(v.dtype).removeprefix('torch.')} values, the model "
+                           f"needs {str(expected[k].dtype).removeprefix('torch.')}; dsd loads unquantised weights only")
+    check_finite(state, path)
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """NaN or infinite weights sample NaN images: a one-line error at load, naming the tensor."""
+    for k, v in state.items():
+        if v.dtype.is_floating_point and not bool(torch.isfinite(v).all()):
+            raise DsdError(f"{path}: tensor {k} holds NaN or infinite values; the model is broken (a diverged "
+                           "run?): use an earlier checkpoint")
+
+
+def load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load exactly the expected tensors with the expected shapes, or say what does not fit (`check_weights`)."""
+    check_weights(module.state_dict(), state, path)
     module.load_state_dict(state)
 
 
@@ -157,20 +229,27 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
 
     path = resolve_model_path(name_or_path)
     if path.is_dir() or diffusers_io.looks_like_hub_id(str(name_or_path)):
-        return diffusers_io.load_diffusers(name_or_path, device)
+        loaded = diffusers_io.load_diffusers(name_or_path, device)
+        check_finite(loaded.model.state_dict(), name_or_path)
+        return loaded
     looks_like_a_name = "/" not in str(name_or_path) and not path.suffix
     if not path.exists() and looks_like_a_name:
         raise DsdError(f"unknown model {name_or_path!r}: not a built-in ({', '.join(available_builtins())}) nor a file")
     tensors, meta = load_tensors(path, device)
     if meta.get("kind") != "model":
         raise DsdError(f"{path} is a dsd {meta.get('kind', 'unknown')} file, not a model checkpoint")
+    check_sizes(meta, path)
+    state = unprefixed("model", tensors)
     try:
-        model = build_model(meta, path)
         schedule = NoiseSchedule.from_dict(meta["schedule"])
         prediction = check_prediction(meta["prediction"])
+        # built first without memory: the weights of the file must fit it before the real one is allocated, so a
+        # config that claims more than the file holds costs nothing
+        check_weights(build_model(meta, path, "meta").state_dict(), state, path)
+        model = build_model(meta, path)
     except (KeyError, TypeError, ValueError) as exc:
         raise DsdError(f"{path}: incomplete or invalid model metadata ({exc})") from None
-    load_state_dict(model, unprefixed("model", tensors), path)
+    model.load_state_dict(state)
     return LoadedModel(model.to(device).eval(), schedule, prediction, meta)
 
 

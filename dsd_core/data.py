@@ -17,6 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DsdError, OptionError
+from .limits import MAX_FILE_PIXELS, MAX_IMAGE_SIDE, WHERE, at_most, bytes_in_file
 
 DIGITS_TEST_SIZE = 297  # 1797 = 1500 train + 297 test
 DIGITS_SPLIT_SEED = 0
@@ -37,44 +38,115 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels[idx].astype(np.int64))
 
 
+class UnusableImage(DsdError):
+    """An image file dsd does not read: unreadable, above the pixel limit, or of values it cannot scale."""
+
+
+# Pillow's modes of one channel; the 16-bit ones (PNG, TIFF) are scaled by 65535, not clipped at 255
+GREY_MODES = {"L", "1", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
+SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def image_header(file: Path) -> tuple[str, int, int]:
+    """(mode, width, height) from the file's header alone, no pixels decoded; `UnusableImage` above
+    `limits.MAX_FILE_PIXELS` (Pillow's decompression-bomb warning and error included)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as im:
+                mode, (width, height) = im.mode, im.size
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UnusableImage(f"image {file}: too many pixels (Pillow calls it a decompression bomb); dsd reads at "
+                            f"most {MAX_FILE_PIXELS} per image ({WHERE})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UnusableImage(f"unreadable image {file}: {exc}") from None
+    if width * height > MAX_FILE_PIXELS:
+        raise UnusableImage(f"image {file}: {width}×{height} pixels, above dsd's limit of {MAX_FILE_PIXELS} per "
+                            f"image ({WHERE})")
+    return mode, width, height
+
+
+def eight_bit(im: Image.Image, file: Path) -> Image.Image:
+    """`im` with 8 bits per channel, values scaled by the image's own depth: 16-bit greyscale ÷ 257, float
+    images in [0, 1] × 255. 32-bit integers, and floats outside [0, 1], have no known range: refused."""
+    if im.mode in SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):  # PNG's "I" is 16-bit greyscale
+        return Image.fromarray(np.rint(np.asarray(im, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8), "L")
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise UnusableImage(f"image {file}: float pixels outside [0, 1], of no known range; save it with 8 or 16 "
+                                "bits per channel")
+        return Image.fromarray(np.rint(a * 255).astype(np.uint8), "L")
+    if im.mode == "I":
+        raise UnusableImage(f"image {file}: 32-bit integer pixels, of no known range; save it with 8 or 16 bits per "
+                            "channel")
+    return im
+
+
+def read_image(file: str | Path, mode: str | None = None) -> Image.Image:
+    """One image file as an 8-bit Pillow image (`mode` "L" or "RGB": converted to it); a one-line
+    `UnusableImage` error if it is unreadable, above the pixel limit or of values it cannot scale."""
+    file = Path(file)
+    image_header(file)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked above
+            with Image.open(file) as im:
+                im.load()
+                im = eight_bit(im, file)
+                return im.convert(mode) if mode else im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UnusableImage(f"unreadable image {file}: {exc}") from None
+
+
 def read_image_folder(path: str | Path, size: int | None = None, channels: int | None = None) -> np.ndarray:
     """All images under `path` (recursively, sorted by path) as uint8 (N, size, size, C), pixel values exact.
 
     `size` defaults to the first image's width (other sizes are resized to square with Lanczos); `channels`
-    (1 or 3) defaults to 1 if every image is greyscale, else 3. Unreadable files are skipped with a warning.
+    (1 or 3) defaults to 1 if every image is greyscale, else 3. Files that are unreadable, above the pixel limit
+    or of pixel values with no known range are skipped with a warning. Headers are read first, so the result
+    is checked against `limits.MAX_HELD_BYTES` before it is allocated, and one image is decoded at a time.
     """
     root = Path(path)
     if not root.is_dir():
         raise DsdError(f"image folder not found: {root}")
+    if size is not None:
+        at_most(MAX_IMAGE_SIDE, "pixels per side", image_size=size)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     others = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)
     if others:
         warnings.warn(f"ignoring {len(others)} file(s) that are not images in {root}, e.g. {others[0].name}",
                       stacklevel=2)
-    images: list[Image.Image] = []
+    headers = []
     for file in files:
         try:
-            with Image.open(file) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            warnings.warn(f"skipping unreadable image {file}: {exc}", stacklevel=2)
-    if not images:
-        raise DsdError(f"no readable images (png, jpg, …) in {root}")
+            headers.append((file, image_header(file)[0]))
+        except UnusableImage as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
     if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I", "I;16", "LA") for im in images) else 3
+        channels = 1 if headers and all(mode in GREY_MODES for _, mode in headers) else 3
     if channels not in (1, 3):
         raise DsdError(f"channels must be 1 or 3, got {channels}")
-    size = size or images[0].width
     mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for im in images:
-        im = im.convert(mode)
+    out, n = None, 0
+    for file, _ in headers:
+        try:
+            im = read_image(file, mode)
+        except UnusableImage as exc:
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+            continue
+        if out is None:  # the first image fixes the size: the whole result is checked before it is allocated
+            size = size or im.width
+            bytes_in_file(root, f"{len(headers)} images of {size}×{size}×{channels}",
+                          len(headers) * size * size * channels)
+            out = np.empty((len(headers), size, size, channels), dtype=np.uint8)
         if im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.LANCZOS)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[..., None] if channels == 1 else a)
-    return np.stack(arrays)
+        out[n] = np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
+        n += 1
+    if out is None:
+        raise DsdError(f"no readable images (png, jpg, …) in {root}")
+    return out if n == len(out) else out[:n].copy()
 
 
 def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -9,17 +9,21 @@ folder of PNGs or straight from the sampler; nothing is resized or re-quantised 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from .data import load_digits, read_image_folder
 from .errors import DsdError
 from .features import DigitsFeatures, FeatureExtractor
 from .images import to_uint8
+from .limits import bytes_in_file
 from .metrics import density_coverage, fd, fd_standard_error, precision_recall
 
 REFERENCE_SPLIT_SEED = 0
@@ -40,8 +44,29 @@ class Reference:
     held_out: np.ndarray
 
 
+def npz_member_header(path: Path, name: str = "arr_0") -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one array in an `.npz`, from its `.npy` header alone: nothing is unpacked, so a small
+    archive that claims a huge array is refused before a byte of it is allocated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if f"{name}.npy" not in archive.namelist():
+                names = ", ".join(n.removesuffix(".npy") for n in archive.namelist()[:5])
+                raise DsdError(f"{path} has no {name} (keys: {names})")
+            with archive.open(f"{name}.npy") as member:
+                version = npy_format.read_magic(member)
+                read = {(1, 0): npy_format.read_array_header_1_0, (2, 0): npy_format.read_array_header_2_0}
+                if version not in read:
+                    raise DsdError(f"{path}: {name} has .npy format {version}; dsd reads 1.0 and 2.0")
+                shape, _, dtype = read[version](member)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DsdError(f"{path} is not a readable .npz: {exc}") from None
+    return shape, dtype
+
+
 def read_samples(path: str | Path) -> np.ndarray:
-    """uint8 (N, H, W, C) from an `.npz` (key `arr_0`, the standard sample archive) or a folder of images."""
+    """uint8 (N, H, W, C) from an `.npz` (key `arr_0`, the standard sample archive) or a folder of images.
+    Sizes are checked before loading: the array's header against `limits.MAX_HELD_BYTES`, a folder's images
+    as `data.read_image_folder` does."""
     path = Path(path)
     if path.is_dir():
         return read_image_folder(path)
@@ -49,19 +74,19 @@ def read_samples(path: str | Path) -> np.ndarray:
         raise DsdError(f"samples not found: {path}")
     if path.suffix.lower() != ".npz":
         raise DsdError(f"samples must be an .npz (arr_0) or a folder of images, got {path}")
+    shape, dtype = npz_member_header(path)
+    if dtype != np.uint8:
+        raise DsdError(f"{path}: arr_0 must be uint8 pixels 0..255, got {dtype}")
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
+        raise DsdError(f"{path}: arr_0 must be N×H×W×C with C = 1 or 3, got shape {shape}")
+    bytes_in_file(path, f"arr_0 of shape {shape}", math.prod(shape))
     try:
         with np.load(path, allow_pickle=False) as archive:
-            if "arr_0" not in archive:
-                raise DsdError(f"{path} has no arr_0 (keys: {', '.join(archive.files)})")
             images = archive["arr_0"]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DsdError(f"{path} is not a readable .npz: {exc}") from None
-    if images.dtype != np.uint8:
-        raise DsdError(f"{path}: arr_0 must be uint8 pixels 0..255, got {images.dtype}")
     if images.ndim == 3:  # (N, H, W): greyscale without a channel axis
         images = images[..., None]
-    if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DsdError(f"{path}: arr_0 must be N×H×W×C with C = 1 or 3, got shape {images.shape}")
     return images
 
 

@@ -1,19 +1,23 @@
 """`OnnxSampler`: run an exported dsd sampler with onnxruntime — numpy and onnxruntime only, no torch.
 
-The noise is `dsd_core.noise.initial_noise` (numpy's PCG64), the function the torch sampler uses, so the
-same seed gives the same images on either path (within the exporter's 1e-4 parity).
+The noise is `dsd_core.noise.NoiseStream` (numpy's PCG64), the stream the torch sampler draws, so the same
+seed gives the same images on either path (within the exporter's 1e-4 parity). A file is data: its metadata's
+sizes are held to `dsd_core/limits.py` before anything is allocated, its graph's declared inputs and outputs
+must agree with them, and every batch it returns is checked (shape, finite, within its output range) before it is used.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from dsd_core.checks import check_guidance_scale, check_threads
 from dsd_core.errors import DsdError
-from dsd_core.noise import initial_noise
+from dsd_core.limits import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, MAX_TIMESTEPS, check_batch, size_in_file
+from dsd_core.noise import NoiseStream
 from dsd_core.solvers_plan import SAMPLERS
 
 from . import metadata as md
@@ -22,6 +26,7 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 PROVIDERS = ("auto", "cpu", "cuda")
 
 
+OUTPUT_SLACK = 1e-3  # how far outside its output range a sampler's output may stray (float error) before it is refused
 ORT_HINT = "pip install 'dsd-distill[cpu]' (onnxruntime), or [gpu] for CUDA (onnxruntime-gpu)"
 
 
@@ -124,13 +129,38 @@ class OnnxSampler:
             self.sampler: str = str(self.metadata.get("sampler") or "ddim")
             if self.sampler not in SAMPLERS:
                 raise ValueError("unknown sampler")
-            if self.steps < 1 or len(self.image_shape) != 3 or min(self.image_shape) < 1 or self.num_classes < 0:
+            # the scale the model was distilled with, else plain conditional sampling
+            self.default_guidance: float = float(self.metadata.get("guidance") or 1.0)
+            # the values its images lie in ([0, 1] for every dsd export); files without it are not range-checked
+            low, high = (float(v) for v in self.metadata.get("output_range") or (-math.inf, math.inf))
+            self.output_range: tuple[float, float] = (low, high)
+            if self.steps < 1 or len(self.image_shape) != 3 or min(self.image_shape) < 1 or self.num_classes < 0 \
+                    or not 0 <= self.default_guidance < float("inf"):
                 raise ValueError("out of range")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DsdError(f"{self.path} has invalid dsd metadata ({type(exc).__name__})") from None
+        for what, value, limit in (("steps", self.steps, MAX_TIMESTEPS),
+                                   ("channels", self.image_shape[0], MAX_CHANNELS),
+                                   ("image height", self.image_shape[1], MAX_IMAGE_SIDE),
+                                   ("image width", self.image_shape[2], MAX_IMAGE_SIDE),
+                                   ("num_classes", self.num_classes, MAX_CLASSES)):
+            size_in_file(self.path, f"the metadata's {what}", value, limit, low=0 if what == "num_classes" else 1)
+        self._check_declared(first)
         self.takes_guidance = md.GUIDANCE in names
-        # the scale the model was distilled with, else plain conditional sampling
-        self.default_guidance: float = float(self.metadata.get("guidance") or 1.0)
+
+    def _check_declared(self, session) -> None:
+        """The graph's declared noise input and images output agree with the metadata's image shape (a symbolic
+        axis agrees with anything): a file whose graph and metadata disagree is refused before it runs."""
+        declared = {i.name: i.shape for i in session.get_inputs()} | {o.name: o.shape for o in session.get_outputs()}
+        for name in (md.NOISE, md.IMAGES):
+            shape = declared.get(name)
+            if shape is None:
+                raise DsdError(f"{self.path}: the graph has no {name!r} {'output' if name == md.IMAGES else 'input'}; "
+                               "not a dsd sampler export")
+            fixed = [(d, m) for d, m in zip(shape[1:], self.image_shape) if isinstance(d, int)]
+            if len(shape) != 4 or any(d != m for d, m in fixed):
+                raise DsdError(f"{self.path}: its graph's {name} is {_dims(shape)} but its metadata says images of "
+                               f"{list(self.image_shape)}; a broken or altered export: export it again")
 
     def session(self, batch: int):
         """The session for one batch size, on the provider the first one got."""
@@ -138,6 +168,29 @@ class OnnxSampler:
             provider = "cpu" if self.provider == CPU else "cuda"
             self._sessions[batch] = open_session(self.path, self.threads, provider, batch)
         return self._sessions[batch]
+
+    def _run(self, session, feed: dict, n: int, first: int, seed: int) -> np.ndarray:
+        """One batch through the graph, checked: the images the metadata promises (shape, finite, within its
+        `output_range`), or a one-line error and nothing written."""
+        try:
+            images = session.run([md.IMAGES], feed)[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (Fail, InvalidArgument, …)
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DsdError(f"{self.path}: onnxruntime could not run the sampler: {first_line}") from None
+        expected = (len(feed[md.NOISE]), *self.image_shape)
+        if not isinstance(images, np.ndarray) or images.shape != expected:
+            got = getattr(images, "shape", type(images).__name__)
+            raise DsdError(f"{self.path}: the graph returned images of shape {got}, not the {expected} its "
+                           "metadata promises; nothing written")
+        images = images[:n]
+        if not np.isfinite(images).all():
+            raise DsdError(f"{self.path}: the graph returned non-finite values (NaN or inf) for images "
+                           f"{first}…{first + n - 1} of seed {seed}; nothing written")
+        low, high = self.output_range
+        if images.min() < low - OUTPUT_SLACK or images.max() > high + OUTPUT_SLACK:
+            raise DsdError(f"{self.path}: the graph returned values in [{images.min():.3g}, {images.max():.3g}], "
+                           f"outside the [{low:g}, {high:g}] its metadata promises; nothing written")
+        return images.astype(np.float32, copy=False)
 
     def _labels(self, class_labels: int | Sequence[int] | np.ndarray | None, num: int) -> np.ndarray | None:
         """int64 labels for a conditional model; None draws unconditionally (the null class)."""
@@ -164,29 +217,49 @@ class OnnxSampler:
         on_batch: Callable[[int], None] | None = None,
         guidance: float | None = None,
     ) -> np.ndarray:
-        """`num` images; all noise is drawn up front, so `batch` never changes the images. `guidance`: w of
-        classifier-free guidance for a conditional model (default: the scale it was distilled with, else 1)."""
+        """`num` images; image i gets the i-th noise of the seed's stream, so `batch` never changes the images.
+        `guidance`: w of classifier-free guidance for a conditional model (default: the scale it was distilled
+        with, else 1). Holds all `num` images: writers of many images use `batches`."""
+        out = []
+        for images in self.batches(num, seed, class_labels, batch, guidance):
+            out.append(images)
+            if on_batch is not None:
+                on_batch(len(images))
+        return np.concatenate(out)
+
+    def batches(
+        self,
+        num: int,
+        seed: int = 0,
+        class_labels: int | Sequence[int] | np.ndarray | None = None,
+        batch: int = 256,
+        guidance: float | None = None,
+    ) -> Iterator[np.ndarray]:
+        """`sample`'s images one checked batch at a time, each batch's noise drawn when it runs: memory grows
+        with `batch`, never with `num`."""
         if num < 1 or batch < 1:
             raise DsdError(f"need at least one image and a batch of at least one, got num={num}, batch={batch}")
         if guidance is not None and not self.takes_guidance:
             raise DsdError(f"{self.path} takes no guidance (an unconditional model, or exported before guidance)")
         check_guidance_scale(guidance)
-        noise = initial_noise(seed, num, self.image_shape)
-        labels = self._labels(class_labels, num)
         batch = min(batch, num)
+        check_batch(batch, int(np.prod(self.image_shape)))
+        labels = self._labels(class_labels, num)
+        noise = NoiseStream(seed, self.image_shape)
         scale = np.full(batch, self.default_guidance if guidance is None else guidance, dtype=np.float32)
-        session, out = self.session(batch), []
+        session = self.session(batch)
         for start in range(0, num, batch):
             n = min(batch, num - start)
-            feed = {md.NOISE: _padded(noise[start : start + n], batch)}
+            feed = {md.NOISE: _padded(noise.draw(n), batch)}
             if labels is not None:
                 feed[md.CLASS] = _padded(labels[start : start + n], batch)
             if self.takes_guidance:
                 feed[md.GUIDANCE] = scale
-            out.append(session.run([md.IMAGES], feed)[0][:n])
-            if on_batch is not None:
-                on_batch(n)
-        return np.concatenate(out)
+            yield self._run(session, feed, n, start, seed)
+
+
+def _dims(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _padded(array: np.ndarray, rows: int) -> np.ndarray:

@@ -53,3 +53,11 @@ def test_a_learning_rate_that_is_not_a_finite_positive_number_is_refused_up_fron
 
     with pytest.raises(OptionError, match="finite number above 0"):
         DistillConfig(lr=value)
+
+
+def test_a_distillation_batch_above_the_limit_is_refused_before_any_work():
+    from dsd_core.distill.config import DistillConfig
+    from dsd_core.errors import OptionError
+
+    with pytest.raises(OptionError, match="above dsd's limit"):
+        DistillConfig(batch=10**8)

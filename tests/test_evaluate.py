@@ -214,7 +214,7 @@ def test_eval_across_seeds_is_the_spread_of_single_seed_runs(tmp_path):
     def fd_json(*extra):
         out = tmp_path / "r.json"
         result = runner.invoke(app, ["eval", "--model", "digits", "--steps", "2", "--num", "30", "--json", str(out),
-                                     *extra])
+                                     "--force", *extra])
         assert result.exit_code == 0, result.output
         return json.loads(out.read_text()), result.stdout
 

@@ -11,6 +11,7 @@ from ..accel import check_amp
 from ..checkpoint import LoadedModel
 from ..checks import at_least, below_one, check_guidance_scale, positive
 from ..errors import OptionError
+from ..limits import MAX_BATCH, at_most
 from .dsd import WEIGHTS
 from .methods import METHODS, stage_methods
 from .stepping import Stage, build_stages
@@ -79,6 +80,8 @@ class DistillConfig:
                               names=", ".join(WEIGHTS))
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
+        at_most(MAX_BATCH, "images per batch", batch=self.batch, quality_num=self.quality_num,
+                quality_fd=self.quality_fd)
         at_least(0, quality_every=self.quality_every, stop_when_worse=self.stop_when_worse,
                  quality_fd=self.quality_fd)
         if self.quality_fd and not self.quality_every:

@@ -1,5 +1,6 @@
 """The two ways `dsd sample` draws images: torch (a checkpoint) and onnxruntime (an exported sampler, or
-`--backend ort`, which exports the checkpoint to a cache first). Both give uint8 images from the same noise.
+`--backend ort`, which exports the checkpoint to a cache first). Both give uint8 images from the same noise,
+one checked batch at a time (`Drawer.batches`), so that writing many images holds one batch in memory.
 
 Torch is imported only inside `torch_drawer` and the export step, so an `.onnx` model samples in an
 environment without torch.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from rich.markup import escape
@@ -21,18 +22,20 @@ from dsd_core.solvers_plan import distilled_note
 
 from .common import compute_label, err_console, setup_device
 
-Draw = Callable[[int, int, int, Callable[[int], None]], np.ndarray]  # (num, seed, batch, on_batch) → uint8
+Batches = Callable[[int, int, int], Iterator[np.ndarray]]  # (num, seed, batch) → uint8 (n, H, W, C) batches
 
 
 @dataclass
 class Drawer:
-    """A ready sampler: what it is (for messages) and `draw(num, seed, batch, on_batch)`."""
+    """A ready sampler: what it is (for messages), the (C, H, W) of its images and `batches(num, seed, batch)`,
+    the images in checked uint8 batches."""
 
     model: str
     steps: int
     where: str
-    draw: Draw
+    batches: Batches
     sampler: str = "ddim"
+    shape: tuple[int, int, int] = (1, 8, 8)
 
 
 def require_torch(why: str) -> None:
@@ -50,7 +53,7 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
     from dsd_core.builtins import default_model
     from dsd_core.checkpoint import load_model
     from dsd_core.guidance import resolve
-    from dsd_core.sampling import sample
+    from dsd_core.sampling import sample_batches
 
     dev = setup_device(device, threads)
     named = model or f"{default_model(steps)} (the default)"
@@ -60,12 +63,14 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
     resolve(loaded.model, loaded.guidance, class_spec, guidance, 1)  # bad --class/--guidance fail before sampling
     say_distilled(model, loaded.distilled_steps, sampler)
 
-    def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
+    def batches(num: int, seed: int, batch: int) -> Iterator[np.ndarray]:
         classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
-        return to_uint8(sample(loaded, steps, num, seed, batch, dev, spacing, clip, on_batch=on_batch,
-                               classes=classes, guidance=w, sampler=sampler))
+        for x in sample_batches(loaded, steps, num, seed, batch, dev, spacing, clip, classes=classes, guidance=w,
+                                sampler=sampler):
+            yield to_uint8(x)
 
-    return Drawer(named, steps, compute_label(dev), draw, sampler)
+    cfg = loaded.model.config
+    return Drawer(named, steps, compute_label(dev), batches, sampler, (cfg.in_channels, cfg.image_size, cfg.image_size))
 
 
 def say_distilled(model: str, distilled_steps: int | None, sampler: str) -> None:
@@ -116,8 +121,10 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         named = model or f"{default_model(steps)} (the default)"
         model = model or default_model(steps)
 
-        def say(p: Path) -> None:
-            err_console.print(f"exporting {model} to the ONNX cache ({p}); later runs reuse it")
+        def say(p: Path, why: str | None) -> None:
+            again = "" if why is None else f"the cached export {p} is not this model's ({why}); "
+            err_console.print(escape(f"{again}exporting {model} to the ONNX cache ({p}); later runs reuse it"),
+                              highlight=False, soft_wrap=True)
 
         path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say,
                                     sampler_name or "ddim")
@@ -138,11 +145,11 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
     class_ids(class_spec, 1, sampler.num_classes or None)  # a bad --class fails before sampling
     say_distilled(str(named), sampler.metadata.get("distilled_steps"), sampler.sampler)
 
-    def draw(num: int, seed: int, batch: int, on_batch: Callable[[int], None]) -> np.ndarray:
+    def batches(num: int, seed: int, batch: int) -> Iterator[np.ndarray]:
         labels = class_ids(class_spec, num, sampler.num_classes or None)
-        images = sampler.sample(num, seed, class_labels=labels, batch=batch, on_batch=on_batch, guidance=guidance)
-        return to_uint8(images * 2 - 1)
+        for images in sampler.batches(num, seed, class_labels=labels, batch=batch, guidance=guidance):
+            yield to_uint8(images * 2 - 1)
 
     return Drawer(str(named), sampler.steps,
-                  f"onnxruntime {sampler.provider}, {threads} thread{'s' if threads != 1 else ''}", draw,
-                  sampler.sampler)
+                  f"onnxruntime {sampler.provider}, {threads} thread{'s' if threads != 1 else ''}", batches,
+                  sampler.sampler, tuple(sampler.image_shape))

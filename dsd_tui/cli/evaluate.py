@@ -9,6 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -29,8 +30,9 @@ from dsd_core.evaluate import (
 from dsd_core.features import get_extractor
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
+from dsd_core.limits import MAX_BATCH, MAX_NUM, at_most, check_batch, check_held
 from dsd_core.nfe import NFECounter
-from dsd_core.sampling import sample
+from dsd_core.sampling import sample_batches
 from dsd_core.solvers_plan import SAMPLERS, check_sampler, distilled_note
 from dsd_core.timesteps import ddim_timesteps
 
@@ -42,6 +44,7 @@ from .common import (
     err_console,
     phase,
     progress_bar,
+    refuse_overwrite,
     setup_device,
     user_errors,
 )
@@ -90,6 +93,7 @@ def eval_command(
     json_out: str = typer.Option(None, "--json",
                                  help="Also write the result as one JSON object to this file ('-': stdout, which "
                                       "then holds the JSON alone; the table goes to stderr)."),
+    force: bool = typer.Option(False, "--force", help="Replace the --json file if it exists."),
     device: str = DeviceOption,
     threads: int = ThreadsOption,
 ) -> None:
@@ -99,6 +103,11 @@ def eval_command(
         sampler = check_sampler(sampler)
         if (samples is None) == (model is None):
             raise DsdError("give either SAMPLES (an .npz or a folder) or --model M [--steps N --num K]")
+        if json_out and json_out != "-":  # before the work, not after it
+            _check_json_out(Path(json_out), force)
+        if model is not None:
+            at_most(MAX_NUM, "images", num=num)
+            at_most(MAX_BATCH, "images per batch", batch=batch)
         out = err_console if json_out == "-" else console
         dev = setup_device(device, threads)
         extractor = get_extractor(features, inception, dev)
@@ -136,6 +145,9 @@ def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, 
     shape = (cfg.image_size, cfg.image_size, cfg.in_channels)
     if shape != ref.images.shape[1:]:
         raise DsdError(f"the model makes {shape} images but the reference {ref.name} is {ref.images.shape[1:]}")
+    image_bytes = cfg.image_size * cfg.image_size * cfg.in_channels
+    check_batch(min(batch, num), image_bytes)
+    check_held(num * seeds, image_bytes, why="held for scoring (--num × --seeds)")
     classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
     said = small_n_message(num, extractor.dim)
     if said:  # before sampling, not after
@@ -151,9 +163,13 @@ def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, 
     drawn = []
     with progress_bar() as bar:
         task = bar.add_task(f"sample {steps} steps", total=num * seeds)
-        for s in range(seed, seed + seeds):
-            drawn.append(to_uint8(sample(loaded, steps, num, s, batch, dev, counter=counter, classes=classes,
-                                         guidance=w, on_batch=lambda n: bar.advance(task, n), sampler=sampler)))
+        for s in range(seed, seed + seeds):  # each batch to uint8 as it comes: a quarter of float32's memory
+            images = []
+            for x in sample_batches(loaded, steps, num, s, batch, dev, counter=counter, classes=classes, guidance=w,
+                                    sampler=sampler):
+                images.append(to_uint8(x))
+                bar.advance(task, len(x))
+            drawn.append(np.concatenate(images))
     info = {"model": model, "steps": steps, "sampler": sampler, "seed": seed, "nfe": counter.per_sample(num * seeds),
             "sample_seconds": round(time.perf_counter() - start, 3)}
     runs, accuracy = [], []
@@ -170,6 +186,15 @@ def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, 
         result["seeds"] = seeds
         result["across_seeds"] = across_seeds(runs)
     return result
+
+
+def _check_json_out(path: Path, force: bool) -> None:
+    """--json FILE: an existing file is replaced only with --force, and FILE's folder must exist."""
+    if path.is_dir():
+        raise DsdError(f"--json {path} is a folder; name the file to write")
+    refuse_overwrite(path, force)
+    if not path.parent.is_dir():
+        raise DsdError(f"output folder does not exist: {path.parent}")
 
 
 def _report(result: dict, out) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import typer
 
 from dsd_core.errors import DsdError
-from dsd_core.images import check_writable, output_kind, write_samples
+from dsd_core.images import check_output_size, check_writable, output_kind, write_sample_batches
+from dsd_core.limits import MAX_BATCH, MAX_NUM, at_most, check_batch
 from dsd_core.solvers_plan import LABEL, SAMPLERS, check_sampler
 
 from .backends import Drawer, ort_drawer, torch_drawer
@@ -61,6 +62,8 @@ def sample(
             raise DsdError(f"--num must be at least 1, got {num}")
         if batch < 1:
             raise DsdError(f"--batch must be at least 1, got {batch}")
+        at_most(MAX_NUM, "images", num=num)
+        at_most(MAX_BATCH, "images per batch", batch=batch)
         if seed < 0:
             raise DsdError(f"--seed must be non-negative, got {seed}")
         if backend not in BACKENDS:
@@ -75,6 +78,8 @@ def sample(
         else:
             drawer = torch_drawer(model, steps, spacing or "trailing", True if clip is None else clip, device, threads,
                                   class_spec, guidance, check_sampler(sampler))
+        check_batch(min(batch, num), drawer.shape[0] * drawer.shape[1] * drawer.shape[2])  # before sampling
+        check_output_size(out, num, drawer.shape)  # a grid holds all its images
 
         def draw_and_write(seed: int) -> None:
             write(drawer, out, num, seed, batch)
@@ -85,13 +90,24 @@ def sample(
 
 
 def write(drawer: Drawer, out: Path, num: int, seed: int, batch: int) -> None:
-    """Draw `num` images with a progress bar, write them to OUT and say how long it took."""
-    start = time.perf_counter()
+    """Draw `num` images with a progress bar, writing each batch to OUT as it comes (all at once for a grid), and
+    say how long the sampling took."""
+    spent = [0.0]
+
+    def timed(batches):
+        """The sampler's batches, timing the sampling alone (not the writing between batches)."""
+        while True:
+            start = time.perf_counter()
+            images = next(batches, None)
+            spent[0] += time.perf_counter() - start
+            if images is None:
+                return
+            yield images
+
     with progress_bar() as bar:
         task = bar.add_task(f"sample {drawer.steps} steps", total=num)
-        images = drawer.draw(num, seed, batch, lambda n: bar.advance(task, n))
-    elapsed = time.perf_counter() - start
-    path = write_samples(images, out)
+        path = write_sample_batches(timed(drawer.batches(num, seed, batch)), out, num, lambda n: bar.advance(task, n))
+    elapsed = spent[0]
     console.print(
         f"wrote {num} images (model {drawer.model}, {drawer.steps} steps of {LABEL[drawer.sampler]}, seed {seed}) to "
         f"{path} — "
