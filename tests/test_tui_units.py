@@ -95,7 +95,7 @@ def test_form_defaults_make_the_documented_command(tmp_path):
     argv = request.argv(tmp_path / "r")
     cmd = argv[argv.index("distill"):]
     assert cmd[:13] == ["distill", "--model", "digits-v", "--method", "dsd-stage", "--schedule", "iterative",
-                        "--from", "32", "--to", "8", "--updates", "2000"]
+                        "--from", "32", "--to", "8", "--updates", "4000"]
     assert DEFAULTS["lr"] == "3e-5" and cmd[cmd.index("--lr") + 1] == "3e-5" and request.lr == 3e-5
     assert cmd[cmd.index("--threads") + 1] == "1" and cmd[cmd.index("--run-dir") + 1] == str(tmp_path / "r")
 
