@@ -32,7 +32,8 @@ def run_facts(run: Path) -> dict:
         raise SystemExit(f"{run} has not finished")
     nfe = end["nfe"]["updates"]
     updates_run = len({e["update"] for e in events if e["event"] == "loss"})  # a resume repeats some
-    return {"run": str(run), "method": label(d), "budget": d["updates"], "updates_run": updates_run,
+    return {"run": str(run), "base": config["base_model"], "method": label(d), "budget": d["updates"],
+            "updates_run": updates_run,
             "nfe_per_update": round(nfe / max(updates_run, 1) / d["batch"], 2), "wall": end["wall_seconds"],
             "n_to": d["n_to"]}
 
@@ -94,15 +95,15 @@ def table(runs: list[Path], num: int, seeds: int) -> str:
         facts, scores = run_facts(run), score_run(run, num, seeds)
         for steps, s in scores.items():
             rows.append((int(steps), facts, s))
-    rows.sort(key=lambda r: (-r[0], r[1]["method"], r[1]["budget"]))
-    head = ("| steps | method | budget (updates) | FD | precision | recall | updates run | NFE per sample and update "
-            "| wall s |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows.sort(key=lambda r: (r[1]["base"], -r[0], r[1]["method"], r[1]["budget"]))
+    head = ("| base | steps | method | budget (updates) | FD | precision | recall | updates run "
+            "| NFE per sample and update | wall s |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for steps, f, s in rows:
         ms = {m: f"{s[m]['mean']:.{2 if m == 'fd' else 3}f} ± {s[m]['sd']:.{2 if m == 'fd' else 3}f}"
               for m in ("fd", "precision", "recall")}
-        lines.append(f"| {steps} | {f['method']} | {f['budget']} | {ms['fd']} | {ms['precision']} | {ms['recall']} "
-                     f"| {f['updates_run']} | {f['nfe_per_update']} | {f['wall']:.0f} |")
+        lines.append(f"| {f['base']} | {steps} | {f['method']} | {f['budget']} | {ms['fd']} | {ms['precision']} "
+                     f"| {ms['recall']} | {f['updates_run']} | {f['nfe_per_update']} | {f['wall']:.0f} |")
     return "\n".join(lines)
 
 
