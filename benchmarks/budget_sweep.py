@@ -62,7 +62,7 @@ def model_at(run: Path, steps: int, n_to: int) -> Path:
     return run / ("model.safetensors" if steps == n_to else f"model-{steps}steps.safetensors")
 
 
-def score_run(run: Path, num: int, seeds: int) -> dict:
+def score_run(run: Path, n_to: int, num: int, seeds: int) -> dict:
     """{steps: across-seeds scores} of the run's shipped models, cached in the run folder."""
     cache = run / "sweep-scores.json"
     key = f"n{num}-seeds{seeds}"
@@ -75,9 +75,9 @@ def score_run(run: Path, num: int, seeds: int) -> dict:
     from dsd_core.images import to_uint8
     from dsd_core.sampling import sample
 
-    ref, feats, facts, out = digits_reference(), DigitsFeatures(), run_facts(run), {}
+    ref, feats, out = digits_reference(), DigitsFeatures(), {}
     for steps in STEPS:
-        path = model_at(run, steps, facts["n_to"])
+        path = model_at(run, steps, n_to)
         if not path.is_file():
             continue
         loaded = load_model(path)
@@ -92,7 +92,8 @@ def score_run(run: Path, num: int, seeds: int) -> dict:
 def table(runs: list[Path], num: int, seeds: int) -> str:
     rows = []
     for run in runs:
-        facts, scores = run_facts(run), score_run(run, num, seeds)
+        facts = run_facts(run)
+        scores = score_run(run, facts["n_to"], num, seeds)
         for steps, s in scores.items():
             rows.append((int(steps), facts, s))
     rows.sort(key=lambda r: (r[1]["base"], -r[0], r[1]["method"], r[1]["budget"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from dsd_core.solvers_plan import DEFAULT_SAMPLER
@@ -56,6 +57,20 @@ def export_source(onnx_file: Path) -> Path | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return source if source.is_file() else None
+
+
+async def export_reports(stdout, lines: list[str]) -> AsyncIterator[dict]:
+    """The export subprocess's output: every line kept in `lines` (its error, should it fail), and each JSON
+    report of a written file (one with a "path") yielded as it comes."""
+    async for raw in stdout:
+        line = raw.decode(errors="replace").rstrip()
+        lines.append(line)
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and "path" in report:
+            yield report
 
 
 def export_argv(model: Path, out_dir: Path, steps: list[int], sampler: str = DEFAULT_SAMPLER) -> list[str]:

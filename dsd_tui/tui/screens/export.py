@@ -4,7 +4,6 @@ model, or the model chosen on the setup screen (an undistilled one to try the tr
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 from textual import on, work
@@ -16,7 +15,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 
 from dsd_core.runs import RunPaths
 
-from ..export_job import earlier_exports, export_argv
+from ..export_job import earlier_exports, export_argv, export_reports
 from ..messages import ExportFinished
 
 
@@ -104,17 +103,10 @@ class ExportScreen(Screen):
             self.post_message(ExportFinished(False, None, [f"cannot start the export: {exc}"]))
             return
         assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            lines.append(line)
-            try:
-                report = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(report, dict) and "path" in report:
-                path = Path(report["path"])
-                diffs.append(report["max_abs_diff"])
-                self.add_export(report)
+        async for report in export_reports(proc.stdout, lines):
+            path = Path(report["path"])
+            diffs.append(report["max_abs_diff"])
+            self.add_export(report)
         code = await proc.wait()
         self.post_message(ExportFinished(code == 0, path, lines, max(diffs) if diffs else None))
 

@@ -9,7 +9,6 @@ model, which was trained to be walked by DDIM; another solver on it is allowed, 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from textual.worker import get_current_worker
 
 from dsd_core.solvers_plan import DEFAULT_SAMPLER, LABEL, SAMPLERS, distilled_note
 
-from ..export_job import export_argv, export_source, fresh_export
+from ..export_job import export_argv, export_reports, export_source, fresh_export
 from ..grid import compose, fit, to_tiles
 from ..messages import SamplerFailed, SamplesReady, SolverExported
 from ..setup_form import app_text
@@ -155,15 +154,8 @@ class SamplerScreen(Screen):
             return
         try:
             assert proc.stdout is not None
-            async for raw in proc.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                lines.append(line)
-                try:
-                    report = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(report, dict) and "path" in report:
-                    path = Path(report["path"])
+            async for report in export_reports(proc.stdout, lines):
+                path = Path(report["path"])
             code = await proc.wait()
         finally:
             if proc.returncode is None:  # cancelled: the export is no longer wanted
