@@ -22,6 +22,7 @@ from .stepping import Stage, build_stages
 # seen by the run itself" and "DSD without drift": within a stage, agreement and FD are anti-correlated).
 KEEP = ("auto", "best", "last")
 KEEP_BEST_FOR = ("dsd", "dsd-anchor")
+LR_DECAYS = ("constant", "cosine")
 MIN_FD_SAMPLES = 100
 
 
@@ -35,6 +36,7 @@ class DistillConfig:
     batch: int = defaults.DISTILL_BATCH
     lr: float = defaults.DISTILL_LR
     pd_lr: float = 1e-4
+    lr_decay: str = defaults.DISTILL_LR_DECAY  # constant, or cosine to zero over each stage
     pd_stages: int = 0
     data: str = ""
     weight: str = "authors"
@@ -95,6 +97,9 @@ class DistillConfig:
             raise OptionError("unknown choice {value!r}; choose one of {names}", "keep", value=self.keep,
                               names=", ".join(KEEP))
         positive(lr=self.lr, pd_lr=self.pd_lr)
+        if self.lr_decay not in LR_DECAYS:
+            raise OptionError("unknown choice {value!r}; choose one of {names}", "lr_decay", value=self.lr_decay,
+                              names=", ".join(LR_DECAYS))
         at_least(0, pd_stages=self.pd_stages)
         below_one(ema_decay=self.ema_decay)
         check_guidance_scale(self.guidance)

@@ -362,14 +362,27 @@ class Distiller(ResumableLoop):
             self.skipped += 1
             self.nan_streak += 1
             return {**self.event_head(update), "loss": None, "skipped": True}
+        lr = self.stage_lr()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         grad_norm = self.scaler.step(res.loss, self.params, self.opt, self.cfg.grad_clip)
         self.ema.update(self.model)
         self.histogram.add(ddp.gather_cat(t, self.world).tolist())
         self.nan_streak = 0
         loss = ddp.mean(float(res.loss.detach()), self.world, self.device)
-        return {**self.event_head(update), "loss": loss, "grad_norm": float(grad_norm),
+        return {**self.event_head(update), "loss": loss, "grad_norm": float(grad_norm), "lr": lr,
                 "loss_by_pair": loss_by_pair(res, k)}
+
+    def stage_lr(self) -> float:
+        """The learning rate of this update: the stage method's rate, constant or (`lr_decay` cosine) falling
+        from it to zero over the stage, so that each stage ends settled on its frozen teacher's target."""
+        si = self.pool_stage
+        base = self.cfg.pd_lr if self.methods[si] == "pd" else self.cfg.lr
+        if self.cfg.lr_decay == "constant":
+            return base
+        done = (self.update - (self.stage_ends[si] - self.stages[si].updates)) / self.stages[si].updates
+        return base * 0.5 * (1.0 + math.cos(math.pi * done))
 
     def event_head(self, update: MethodUpdate) -> dict:
         return {"update": self.update + 1, "stage": self.stages[self.pool_stage].steps, "method": update.kind,

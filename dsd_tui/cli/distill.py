@@ -55,6 +55,8 @@ def distill(
     batch: int = typer.Option(D.batch, "--batch", help="Trajectories in flight (one pair each per update)."),
     lr: float = typer.Option(D.lr, "--lr", help="Adam learning rate (DSD is sensitive to it; see docs/benchmarks.md)."),
     pd_lr: float = typer.Option(D.pd_lr, "--pd-lr", help="Learning rate of PD stages (each round resets Adam)."),
+    lr_decay: str = typer.Option(D.lr_decay, "--lr-decay",
+                                 help="constant, or cosine: each stage's learning rate falls to zero by its end."),
     pd_stages: int = typer.Option(D.pd_stages, "--pd-stages",
                                   help="dsd+pd: how many final stages use PD (default: half, rounded down)."),
     data: str = typer.Option(D.data, "--data",
