@@ -4,6 +4,12 @@ Images come out as float32 tensors (N, C, H, W) in [−1, 1]. The digits are the
 Handwritten Digits" set (Alpaydin & Kaynak; CC BY 4.0), the copy scikit-learn ships, stored in
 `assets/digits.npz` by `scripts/make_digits.py`. Its train/test split is fixed, so that a model trained on
 `train` can be judged against the held-out `test` images.
+
+The emoji (`emoji`: 32×32 RGB, `emoji16`: 16×16) are the Noto Emoji (Apache-2.0) and Twemoji (CC-BY-4.0) images
+of the npm packages emoji-datasource-google and -twitter, composited on white and labelled by category
+(`classes.EMOJI_CATEGORIES`), stored in `assets/emoji32.npz` and `emoji16.npz` by `scripts/make_emoji.py`,
+which records their provenance and licences in the file. Their held-out split takes whole base emoji (skin
+tones and both sets together), a fixed share of each category, so no near-copy of a test image is trained on.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .classes import EMOJI_CATEGORIES
 from .errors import DsdError, OptionError
 from .limits import MAX_FILE_PIXELS, MAX_IMAGE_SIDE, WHERE, at_most, bytes_in_file
 
@@ -36,6 +43,57 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     idx = np.sort(picks[split])
     x = torch.from_numpy(images[idx].astype(np.float32) / 16.0 * 2.0 - 1.0)[:, None]
     return x, torch.from_numpy(labels[idx].astype(np.int64))
+
+
+EMOJI_FILES = {"emoji": ("emoji32.npz", 32), "emoji16": ("emoji16.npz", 16)}  # --data name: (asset, side)
+EMOJI_TEST_SHARE = 0.1  # of each category's base emoji
+EMOJI_SPLIT_SEED = 0
+EMOJI_BUILD = "python scripts/make_emoji.py"
+
+
+def emoji_path(name: str) -> Path:
+    """Where the `emoji` or `emoji16` data file is (shipped in `dsd_core/assets`)."""
+    return Path(str(resources.files("dsd_core.assets").joinpath(EMOJI_FILES[name][0])))
+
+
+def emoji_split(category: np.ndarray, group: np.ndarray, split: str) -> np.ndarray:
+    """Sorted indices of the `train`, `test` or `all` split: per category, `EMOJI_TEST_SHARE` of its base emoji
+    (`group`), drawn with a fixed seed, and every image of them, are the test split."""
+    if split == "all":
+        return np.arange(len(group))
+    if split not in ("train", "test"):
+        raise DsdError(f"unknown emoji split {split!r}; choose train, test or all")
+    rng = np.random.default_rng(EMOJI_SPLIT_SEED)
+    test_groups = []
+    for c in range(len(EMOJI_CATEGORIES)):
+        groups = np.unique(group[category == c])
+        test_groups.extend(rng.permutation(groups)[: int(len(groups) * EMOJI_TEST_SHARE)])
+    is_test = np.isin(group, test_groups)
+    return np.flatnonzero(is_test if split == "test" else ~is_test)
+
+
+def read_emoji(name: str = "emoji") -> dict[str, np.ndarray]:
+    """The arrays of an emoji data file (`scripts/make_emoji.py` says what each holds); a one-line error naming
+    the command that builds it where it is missing."""
+    path = emoji_path(name)
+    if not path.is_file():
+        raise DsdError(f"{path} is missing: build it from a dsd checkout with `{EMOJI_BUILD}` (needs npm)")
+    with np.load(path, allow_pickle=False) as arrays:
+        out = {key: arrays[key] for key in arrays.files}
+    side = EMOJI_FILES[name][1]
+    if out["images"].dtype != np.uint8 or out["images"].shape[1:] != (side, side, 3):
+        raise DsdError(f"{path}: images must be uint8 (N, {side}, {side}, 3), got {out['images'].dtype} "
+                       f"{out['images'].shape}; rebuild it with `{EMOJI_BUILD}`")
+    if tuple(out["category_names"].tolist()) != EMOJI_CATEGORIES:
+        raise DsdError(f"{path}: its categories are not dsd's (dsd_core/classes.py); rebuild it with `{EMOJI_BUILD}`")
+    return out
+
+
+def load_emoji(split: str = "train", name: str = "emoji") -> tuple[torch.Tensor, torch.Tensor]:
+    """(RGB images in [−1, 1] shaped (N, 3, S, S), category labels) of the `train`, `test` or `all` split."""
+    arrays = read_emoji(name)
+    idx = emoji_split(arrays["category"], arrays["group"], split)
+    return uint8_to_tensor(arrays["images"][idx]), torch.from_numpy(arrays["category"][idx].astype(np.int64))
 
 
 class UnusableImage(DsdError):
@@ -83,6 +141,22 @@ def eight_bit(im: Image.Image, file: Path) -> Image.Image:
     return im
 
 
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+def on_white(im: Image.Image) -> Image.Image:
+    """`im` with its transparency composited on white ("RGB", or "L" for grey with alpha), as the shipped emoji
+    are: dropping the alpha channel would keep whatever colour transparent pixels store, often black. Exact:
+    each value is round(c·a/255 + 255·(1 − a/255)). Images without transparency come back unchanged."""
+    if im.mode not in ALPHA_MODES and "transparency" not in im.info:
+        return im
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.uint32)
+    alpha = rgba[..., 3:]
+    rgb = (rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+    out = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    return out.convert("L") if im.mode in ("LA", "La") or (im.mode == "L" and "transparency" in im.info) else out
+
+
 def read_image(file: str | Path, mode: str | None = None) -> Image.Image:
     """One image file as an 8-bit Pillow image (`mode` "L" or "RGB": converted to it); a one-line
     `UnusableImage` error if it is unreadable, above the pixel limit or of values it cannot scale."""
@@ -93,7 +167,7 @@ def read_image(file: str | Path, mode: str | None = None) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header was checked above
             with Image.open(file) as im:
                 im.load()
-                im = eight_bit(im, file)
+                im = on_white(eight_bit(im, file))
                 return im.convert(mode) if mode else im.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnusableImage(f"unreadable image {file}: {exc}") from None
@@ -160,16 +234,25 @@ def load_image_folder(path: str | Path, size: int | None = None, channels: int |
 
 
 def load_dataset(spec: str, size: int | None = None) -> tuple[torch.Tensor, str]:
-    """Images named on the command line: `digits` (its train split) or an image folder; and a description."""
+    """Images named on the command line: `digits`, `emoji` or `emoji16` (their train split) or an image folder;
+    and a description."""
     if spec == "digits":
         if size not in (None, 8):
             raise OptionError("the digits are 8×8; {image_size} does not apply")
         return load_digits("train")[0], "digits:train"
+    if spec in EMOJI_FILES:
+        side = EMOJI_FILES[spec][1]
+        if size not in (None, side):
+            raise OptionError(f"{spec} is {side}×{side} (emoji: 32, emoji16: 16); {{image_size}} does not apply")
+        return load_emoji("train", spec)[0], f"{spec}:train"
     return load_image_folder(spec, size), str(Path(spec).resolve())
 
 
 def load_labels(spec: str) -> torch.Tensor:
-    """Class labels of the images `load_dataset(spec)` returns; only the digits carry them."""
-    if spec != "digits":
-        raise DsdError(f"class labels exist only for the digits, not for {spec!r}; train {spec!r} unconditionally")
-    return load_digits("train")[1]
+    """Class labels of the images `load_dataset(spec)` returns: the digits' digit, the emoji's category."""
+    if spec == "digits":
+        return load_digits("train")[1]
+    if spec in EMOJI_FILES:
+        return load_emoji("train", spec)[1]
+    raise DsdError(f"class labels exist only for digits, emoji and emoji16, not for {spec!r}; train {spec!r} "
+                   "unconditionally")
