@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 from PIL import Image
 
-from .atomic import atomic_file, atomic_folder, atomic_write_bytes
+from .atomic import atomic_file, atomic_folder, atomic_write_bytes, refuse_linked_run_folder
 from .errors import DsdError
 from .limits import MAX_GRID_IMAGES, MAX_NUM, at_most, check_held
 
@@ -81,6 +81,7 @@ def output_kind(out: str | Path) -> str:
 def check_writable(out: str | Path) -> None:
     """Fail before sampling, not after, when the output cannot be written."""
     out = Path(out)
+    refuse_linked_run_folder(out)
     parent = out if output_kind(out) == "folder" else out.parent
     while not parent.exists():
         parent = parent.parent

@@ -32,10 +32,11 @@ def cached_export_path(source_sha256: str, steps: int, spacing: str, clip_x0: bo
 
 
 def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on_export=None,
-                  sampler: str = "ddim") -> tuple[Path, int]:
+                  sampler: str = "ddim", broken: str | None = None) -> tuple[Path, int]:
     """The cached sampler export of a checkpoint (made and validated on first use, and again whenever the cached
-    file is not this export: `cache_mismatch`) and its step count. `on_export(path, why)` is told before an
-    export (`why`: None for a first one, else what was wrong with the cached file)."""
+    file is not this export: `cache_mismatch`, or is `broken`: why onnxruntime could not open it) and its step
+    count. `on_export(path, why)` is told before an export (`why`: None for a first one, else what was wrong
+    with the cached file)."""
     from dsd_core.builtins import resolve_model_path
     from dsd_core.checkpoint import file_sha256, load_model
 
@@ -45,7 +46,7 @@ def cached_export(model: str, steps: int | None, spacing: str, clip_x0: bool, on
     sha = file_sha256(resolve_model_path(model))
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
     path = cached_export_path(sha, steps, spacing, clip_x0, sampler)
-    why = cache_mismatch(path, sha, steps, spacing, clip_x0, sampler) if path.exists() else None
+    why = broken or (cache_mismatch(path, sha, steps, spacing, clip_x0, sampler) if path.exists() else None)
     if why is not None or not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dsd_core import __version__
-from dsd_core.atomic import atomic_write_bytes
+from dsd_core.atomic import atomic_write_bytes, refuse_linked_run_folder
 from dsd_core.checkpoint import LoadedModel
 from dsd_core.errors import DsdError, OptionError
 from dsd_core.noise import initial_noise
@@ -53,6 +53,7 @@ def check_output_path(out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise DsdError(f"export target {out} must end in .onnx")
+    refuse_linked_run_folder(out)  # RUN/onnx linked elsewhere: the export would land outside the run
     if out.is_dir():
         raise DsdError(f"export target {out} is a folder")
     if out.parent.exists() and not out.parent.is_dir():

@@ -116,7 +116,7 @@ def test_a_real_run_holds_its_lock_until_killed_and_the_app_shows_it_running(tmp
         before = listing(tmp_path)
         assert_one_line_error(dsd(*resume_args(run)), f"pid {proc.pid}")
         assert listing(tmp_path) == before
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         proc.kill()

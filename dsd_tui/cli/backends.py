@@ -111,6 +111,7 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
 
     require_onnxruntime("sampling with onnxruntime")  # before an export to the cache, not after it
     provider = ort_provider(device)
+    export = None  # a checkpoint's: make (or make again) its cached export
     if model is not None and Path(model).suffix.lower() == ".onnx":
         path, named = Path(model), model
     else:
@@ -126,13 +127,23 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
             err_console.print(escape(f"{again}exporting {model} to the ONNX cache ({p}); later runs reuse it"),
                               highlight=False, soft_wrap=True)
 
-        path, steps = cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say,
-                                    sampler_name or "ddim")
+        def export(broken: str | None = None) -> tuple[Path, int]:
+            return cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say,
+                                 sampler_name or "ddim", broken)
+
+        path, steps = export()
     if threads is None:  # the same policy as torch's threads (dsd_core.threads), without importing torch
         from dsd_core.threads import default_threads, usable_cpus
 
         threads = default_threads(usable_cpus())
-    sampler = OnnxSampler(path, threads, provider, batch)
+    try:
+        sampler = OnnxSampler(path, threads, provider, batch)
+    except DsdError as exc:
+        if export is None:
+            raise
+        # a cached file with the right metadata that onnxruntime cannot open (torn, damaged): export it again
+        path, steps = export(str(exc).replace(str(path), "it"))
+        sampler = OnnxSampler(path, threads, provider, batch)
     check_baked(path, sampler.metadata, steps, spacing, clip, sampler_name)
     if provider == "cuda" and sampler.provider != CUDA:
         raise DsdError("--device cuda was asked for but onnxruntime could not load its CUDA provider")

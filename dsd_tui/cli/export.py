@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from dsd_core.errors import DsdError
+from dsd_core.interrupt import terminated_as_interrupt
 from dsd_core.solvers_plan import LABEL, SAMPLERS, check_sampler
 
 from .common import (
@@ -80,7 +81,7 @@ def export(
         what = "denoiser (step model)" if step_model else f"{n}-step sampler ({label})"
         console.print(f"exporting the {what} of {escape(str(model))} to {escape(str(out))} on {compute_label(dev)}",
                       highlight=False)
-        with phase("exporting and checking onnxruntime against torch"):
+        with phase("exporting and checking onnxruntime against torch"), terminated_as_interrupt(f"{out} is as it was"):
             report = export_onnx(loaded, out, steps, step_model=step_model,
                                  source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip,
                                  sampler=sampler)

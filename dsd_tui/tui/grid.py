@@ -1,15 +1,57 @@
 """Digit grids for the terminal: cut a run's preview PNG into its tiles, and lay tiles out at one pixel per
 half-cell, as many as fit, so 8×8 digits stay legible in an 80×24 terminal. Torch-free, unlike dsd_core.images.
+
+A preview is named by the run's event log, which is untrusted (a copied or downloaded run folder): it is read
+as the rest of a run folder is, never through a link and only if it is a plain file of bounded size.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from dsd_core.limits import MAX_FILE_PIXELS
+
 GAP_VALUE = 96  # the grey of the gaps dsd_core.images.make_grid draws between tiles
+MAX_PREVIEW_BYTES = 64 * 2**20  # a preview grid PNG is kilobytes; /dev/zero or a huge file is not one
+
+
+class UnsafePreview(ValueError):
+    """A preview the app does not open (a link, not a plain file, outside the run, too big); load_grid shows
+    nothing for it, as for an unreadable one."""
+
+
+def open_preview(path: str | Path, run: str | Path | None = None) -> int:
+    """A file descriptor of the preview `path`, read only: not through a symbolic link (O_NOFOLLOW), not from a
+    linked folder between the run folder and it (RunDir.check_links's rule; without `run`, its own folder), a
+    regular file (O_NONBLOCK: a FIFO cannot hang the app). With `run`, it must lie inside that folder."""
+    if run is not None and ".." in Path(path).parts:
+        raise UnsafePreview(f"{path} is not inside the run folder {run}")
+    full = Path(os.path.abspath(path))
+    top = Path(os.path.abspath(run)) if run is not None else full.parent.parent
+    if run is not None and top not in full.parents:
+        raise UnsafePreview(f"{path} is not inside the run folder {run}")
+    for folder in full.parents:
+        if folder == top:
+            break
+        if folder.is_symlink():
+            raise UnsafePreview(f"{folder} is a symbolic link; the app reads a run's previews only inside its folder")
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        if full.is_symlink():
+            raise UnsafePreview(f"{path} is a symbolic link; the app does not read previews through links") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PREVIEW_BYTES:
+        os.close(fd)
+        raise UnsafePreview(f"{path} is not a regular file of at most {MAX_PREVIEW_BYTES} bytes")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -35,11 +77,18 @@ def _native(tile: np.ndarray) -> np.ndarray:
     return tile
 
 
-def tiles_from_grid(path: str | Path) -> np.ndarray:
+def tiles_from_grid(path: str | Path, run: str | Path | None = None) -> np.ndarray:
     """(N, h, w) or (N, h, w, 3) uint8 tiles at native resolution, in reading order; one tile if the picture
-    is not a gapped grid."""
-    with Image.open(path) as picture:
-        image = np.asarray(picture.convert("L" if picture.mode in ("L", "1") else "RGB"))
+    is not a gapped grid. `path` is opened by `open_preview` (with `run`: the run folder it must lie in), and
+    its pixel count is checked from the header before it is decoded."""
+    with os.fdopen(open_preview(path, run), "rb") as f:
+        try:
+            with Image.open(f) as picture:
+                if picture.width * picture.height > MAX_FILE_PIXELS:
+                    raise UnsafePreview(f"{path} has {picture.width}×{picture.height} pixels, above {MAX_FILE_PIXELS}")
+                image = np.asarray(picture.convert("L" if picture.mode in ("L", "1") else "RGB"))
+        except Image.DecompressionBombError as exc:
+            raise UnsafePreview(str(exc)) from None
     flat = image if image.ndim == 2 else image.min(axis=2)
     high = image if image.ndim == 2 else image.max(axis=2)
     gap = (flat == GAP_VALUE) & (high == GAP_VALUE)
