@@ -45,7 +45,8 @@ def label(d: dict) -> str:
         return "dsd (EMA teacher), " + ("last" if d.get("keep") == "last" else "best-agreeing") + lr
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
-    return d["method"] + rule + lr
+    decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
+    return d["method"] + rule + lr + decay
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -255,3 +255,22 @@ def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkey
         assert time.monotonic() < deadline, "SIGTERM did not end the child"
         time.sleep(0.05)
     assert proc.poll() == -signal.SIGTERM
+
+
+def test_a_run_that_ignores_sigint_and_sigterm_gets_sigkill_a_grace_later(tmp_path, monkeypatch):
+    """SIGTERM checkpoints like SIGINT, so a run stuck in a native call may outlive both: SIGKILL ends it."""
+    from dsd_tui.tui import process as process_module
+
+    monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.2)
+    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)")
+    proc = process_module.RunProcess.start([sys.executable, "-c", code], tmp_path)
+    deadline = time.monotonic() + 30
+    while b"ready" not in (tmp_path / process_module.LOG_FILE).read_bytes():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    proc.stop()
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "SIGKILL did not end the child"
+        time.sleep(0.05)
+    assert proc.poll() == -signal.SIGKILL

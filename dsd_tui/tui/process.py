@@ -1,7 +1,7 @@
 """A `dsd` run in a child process of its own session, so it outlives the app when the user leaves it running.
 
 Pause and resume are SIGSTOP and SIGCONT (POSIX only); stop is SIGINT, which the CLI turns into a clean exit
-(exit code 130), then SIGTERM if it does not go. The run checkpoints periodically, so a stopped run can be
+(exit code 130), then SIGTERM (which checkpoints too) and finally SIGKILL if it does not go. The run checkpoints periodically, so a stopped run can be
 resumed with `dsd distill --resume RUN_DIR`. `RUN_DIR/tui-process.json` records the pid, so an app attached
 later can still pause or stop it; the child's output goes to `RUN_DIR/tui-process.log`, whose last
 `error: …` line is what the app shows when the run dies.
@@ -38,6 +38,7 @@ class RunProcess:
         self.pid, self.run_dir, self.popen = pid, Path(run_dir), popen
         self.paused = False
         self._stop_sent: float | None = None
+        self._escalations: list[int] = []  # what stop sends next when the run has not gone after a grace
         self._exit_code: int | None = None
 
     @classmethod
@@ -80,9 +81,10 @@ class RunProcess:
             self._exit_code = self.popen.poll()
         elif not self._alive():
             self._exit_code = -1
-        if self._exit_code is None and self._stop_sent and time.monotonic() - self._stop_sent > STOP_GRACE_S:
+        if (self._exit_code is None and self._stop_sent and self._escalations
+                and time.monotonic() - self._stop_sent > STOP_GRACE_S):
             self._stop_sent = time.monotonic()  # first: _signal polls again, which must not escalate again
-            self._signal(signal.SIGTERM)
+            self._signal(self._escalations.pop(0))
         return self._exit_code
 
     @property
@@ -124,6 +126,8 @@ class RunProcess:
 
     def stop(self) -> None:
         if self._signal(signal.SIGINT):
+            # SIGTERM checkpoints like SIGINT; a run stuck in a long native call gets SIGKILL a grace later
+            self._escalations = [signal.SIGTERM, signal.SIGKILL]
             self._stop_sent = time.monotonic()
             self.resume()  # a stopped process cannot handle SIGINT until it runs again
 

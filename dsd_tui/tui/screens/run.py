@@ -147,16 +147,21 @@ class RunScreen(Screen):
         if self.state.histogram:
             histogram.border_subtitle = f"{len(self.state.histogram)}-step grid"
 
+    def preview_file(self, logged: Path) -> Path:
+        """A preview named by the event log, in this run's samples folder whatever path the log gives: the
+        log is untrusted, and a run folder may have moved since it was written."""
+        return self.paths.samples / Path(logged).name
+
     def show_previews(self) -> None:
         first, latest = self.state.first_preview, self.state.latest_preview
         paths = (first.path if first else None, latest.path if latest else None)
         if paths == self.shown_previews:
             return
         if first is not None and paths[0] != self.shown_previews[0]:
-            self.query_one("#first", TileGrid).load_grid(first.path)
+            self.query_one("#first", TileGrid).load_grid(self.preview_file(first.path), self.run_dir)
             self.query_one("#first-label", Static).update(f"{first.label} · {self.state.n_to} steps")
         if latest is not None and paths[1] != self.shown_previews[1]:
-            self.query_one("#latest", TileGrid).load_grid(latest.path)
+            self.query_one("#latest", TileGrid).load_grid(self.preview_file(latest.path), self.run_dir)
             self.query_one("#latest-label", Static).update(f"update {latest.update} · same noise")
         self.shown_previews = paths
 

@@ -39,10 +39,11 @@ class TileGrid(Container):
         self.tiles = tiles
         self.redraw()
 
-    def load_grid(self, path: Path) -> bool:
-        """Tiles from a preview grid PNG; False (and nothing shown) if it cannot be read."""
+    def load_grid(self, path: Path, run: Path | None = None) -> bool:
+        """Tiles from a preview grid PNG (inside the folder `run`, if given); False (and nothing shown) if it
+        cannot or may not be read."""
         try:
-            self.set_tiles(tiles_from_grid(path))
+            self.set_tiles(tiles_from_grid(path, run))
         except (OSError, ValueError):
             self.set_tiles(None)
             return False
