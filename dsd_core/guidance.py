@@ -58,13 +58,14 @@ def check_guidance(model, classes, scale: float | None) -> None:
 
 
 def resolve(model, default_scale: float | None, spec: str | int | None, scale: float | None,
-            num: int) -> tuple[np.ndarray | None, float]:
+            num: int, names: tuple[str, ...] | None = None) -> tuple[np.ndarray | None, float]:
     """Per-image class ids and the guidance scale for sampling `num` images from `model`.
 
     Without `--guidance` a conditional model samples at the scale it was distilled with (`default_scale`,
-    from its checkpoint), else at w = 1 (plain conditional).
+    from its checkpoint), else at w = 1 (plain conditional). `names`: the model's class names, which
+    `--class` may use instead of ids (`classes.class_names_of`).
     """
     check_guidance(model, None if spec in (None, "none") else spec, scale)
-    classes = class_ids(spec, num, null_class(model))
+    classes = class_ids(spec, num, null_class(model), names)
     w = scale if scale is not None else (default_scale if default_scale is not None else 1.0)
     return classes, float(w)

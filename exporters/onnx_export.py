@@ -24,6 +24,7 @@ import torch
 from dsd_core import __version__
 from dsd_core.atomic import atomic_write_bytes, refuse_linked_run_folder
 from dsd_core.checkpoint import LoadedModel
+from dsd_core.classes import class_names_of
 from dsd_core.errors import DsdError, OptionError
 from dsd_core.noise import initial_noise
 from dsd_core.solvers_plan import check_sampler
@@ -163,6 +164,7 @@ def export_onnx(
         "image_shape": md.image_shape(cfg.to_dict()),
         "num_classes": cfg.num_classes or 0,
         "guidance": loaded.guidance if cfg.num_classes else None,
+        "class_names": list(class_names_of(loaded.meta.get("provenance", {}).get("data")) or []) or None,
         "output_range": [0, 1] if kind == "sampler" else None,
         "inputs": inputs,
         "outputs": outputs,

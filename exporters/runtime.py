@@ -125,6 +125,12 @@ class OnnxSampler:
             self.steps: int = int(self.metadata["steps"])
             self.image_shape: tuple[int, ...] = tuple(int(n) for n in self.metadata["image_shape"])
             self.num_classes: int = int(self.metadata["num_classes"])
+            # names `--class` may use: one short string per class, or none
+            labels = self.metadata.get("class_names") or None
+            if labels is not None and (not isinstance(labels, list) or len(labels) != self.num_classes
+                                       or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in labels)):
+                raise ValueError("bad class names")
+            self.class_names: tuple[str, ...] | None = None if labels is None else tuple(labels)
             # files from before --sampler walk DDIM; an unknown name is refused like any bad metadata
             self.sampler: str = str(self.metadata.get("sampler") or "ddim")
             if self.sampler not in SAMPLERS:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 from rich.markup import escape
 
-from dsd_core.classes import class_ids
+from dsd_core.classes import class_ids, class_names_of
 from dsd_core.errors import DsdError
 from dsd_core.images import to_uint8
 from dsd_core.solvers_plan import distilled_note
@@ -60,11 +60,12 @@ def torch_drawer(model: str | None, steps: int | None, spacing: str, clip: bool,
     model = model or default_model(steps)
     loaded = load_model(model, dev)
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
-    resolve(loaded.model, loaded.guidance, class_spec, guidance, 1)  # bad --class/--guidance fail before sampling
+    names = class_names_of(loaded.meta.get("provenance", {}).get("data"))
+    resolve(loaded.model, loaded.guidance, class_spec, guidance, 1, names)  # bad --class/--guidance fail first
     say_distilled(model, loaded.distilled_steps, sampler)
 
     def batches(num: int, seed: int, batch: int) -> Iterator[np.ndarray]:
-        classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
+        classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num, names)
         for x in sample_batches(loaded, steps, num, seed, batch, dev, spacing, clip, classes=classes, guidance=w,
                                 sampler=sampler):
             yield to_uint8(x)
@@ -153,11 +154,11 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
                        f"{path} is unconditional")
     if guidance is not None and not sampler.takes_guidance:
         raise DsdError(f"{path} was exported without a guidance input; export it again to use --guidance")
-    class_ids(class_spec, 1, sampler.num_classes or None)  # a bad --class fails before sampling
+    class_ids(class_spec, 1, sampler.num_classes or None, sampler.class_names)  # a bad --class fails first
     say_distilled(str(named), sampler.metadata.get("distilled_steps"), sampler.sampler)
 
     def batches(num: int, seed: int, batch: int) -> Iterator[np.ndarray]:
-        labels = class_ids(class_spec, num, sampler.num_classes or None)
+        labels = class_ids(class_spec, num, sampler.num_classes or None, sampler.class_names)
         for images in sampler.batches(num, seed, class_labels=labels, batch=batch, guidance=guidance):
             yield to_uint8(images * 2 - 1)
 
