@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from .atomic import atomic_write_bytes
 from .builtins import available_builtins, resolve_model_path
+from .checks import fields_of, json_type
 from .ddim import check_prediction
 from .errors import DsdError
 from .limits import (
@@ -149,16 +151,12 @@ def check_sizes(meta: dict, path: str | Path) -> None:
     if "num_timesteps" in schedule:
         size_in_file(path, "the schedule's num_timesteps", schedule["num_timesteps"], MAX_TIMESTEPS)
     if meta.get("model_type") == "diffusers-unet2d":
-        unet = config.get("unet") if isinstance(config.get("unet"), dict) else {}
-        side = unet.get("sample_size")
+        from .models.diffusers_unet import check_unet2d_config
+
+        check_unet2d_config(config.get("unet"), path, "the model config's unet ")
         counts = {"image_size": (config.get("image_size"), MAX_IMAGE_SIDE),
-                  "in_channels": (config.get("in_channels"), MAX_CHANNELS),
-                  **{f"unet {k}": (unet.get(k), limit) for k, limit in (
-                      ("in_channels", MAX_CHANNELS), ("out_channels", MAX_CHANNELS), ("layers_per_block", MAX_BLOCKS),
-                      ("norm_num_groups", MAX_WIDTH))},
-                  **{f"unet sample_size[{i}]": (v, MAX_IMAGE_SIDE)
-                     for i, v in enumerate(side if isinstance(side, list) else [side])}}
-        widths = unet.get("block_out_channels", [])
+                  "in_channels": (config.get("in_channels"), MAX_CHANNELS)}
+        widths = [1]
     else:
         counts = {k: (config.get(k), limit) for k, limit in (
             ("image_size", MAX_IMAGE_SIDE), ("in_channels", MAX_CHANNELS), ("base_channels", MAX_WIDTH),
@@ -177,6 +175,21 @@ def check_sizes(meta: dict, path: str | Path) -> None:
         raise DsdError(f"{path}: the model config must list 1 to {MAX_LEVELS} resolutions")
     for width in widths:
         size_in_file(path, "a layer width (channels) of the model config", width, MAX_WIDTH)
+    check_model_info(meta, path)
+
+
+def check_model_info(meta: dict, path: str | Path) -> None:
+    """What a model's metadata (or a diffusers pipeline's dsd.json) says beside its network, of the type each
+    reader expects: distilled_steps becomes a default step count, guidance a default scale, provenance a
+    mapping of names."""
+    steps, guidance = meta.get("distilled_steps"), meta.get("guidance")
+    if steps is not None:
+        size_in_file(path, "distilled_steps", steps, MAX_TIMESTEPS)
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not 0 <= guidance < math.inf):
+        raise DsdError(f"{path}: guidance must be a finite number ≥ 0, got {str(guidance)[:40]!r}")
+    if not isinstance(meta.get("provenance", {}), dict):
+        raise DsdError(f"{path}: provenance must be a JSON object, not {json_type(meta['provenance'])}")
 
 
 def build_model(meta: dict, path: str | Path = "checkpoint", device: str | torch.device | None = None) -> nn.Module:
@@ -188,7 +201,7 @@ def build_model(meta: dict, path: str | Path = "checkpoint", device: str | torch
             return DiffusersUNet.from_config(meta["model_config"])
         if meta.get("model_type") != "unet":
             raise DsdError(f"{path}: unsupported model type {meta.get('model_type')!r}")
-        return UNet(UNetConfig.from_dict(meta["model_config"]))
+        return UNet(UNetConfig.from_dict(meta["model_config"], f"{path}: model_config"))
 
 
 def check_weights(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -241,7 +254,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     check_sizes(meta, path)
     state = unprefixed("model", tensors)
     try:
-        schedule = NoiseSchedule.from_dict(meta["schedule"])
+        with fields_of(path):  # the schedule's own checks, naming the file
+            schedule = NoiseSchedule.from_dict(meta["schedule"])
         prediction = check_prediction(meta["prediction"])
         # built first without memory: the weights of the file must fit it before the real one is allocated, so a
         # config that claims more than the file holds costs nothing

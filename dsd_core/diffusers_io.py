@@ -14,14 +14,17 @@ second. No UNet2DModel computes the built-in models' function, so they leave as 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from .errors import DsdError, OptionError
-from .models.diffusers_unet import DiffusersUNet, import_diffusers
+from .limits import MAX_TIMESTEPS, size_in_file
+from .models.diffusers_unet import DiffusersUNet, check_unet2d_config, import_diffusers
 from .schedule import NoiseSchedule
 
 PREDICTION_FROM_DIFFUSERS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
@@ -50,18 +53,23 @@ def looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts) and not Path(spec).exists() and not Path(spec).suffix
 
 
-def schedule_from_config(config: dict, where: str) -> tuple[NoiseSchedule, str]:
-    """dsd's schedule and prediction type from a diffusers scheduler config."""
+def schedule_from_config(config: dict, where: object) -> tuple[NoiseSchedule, str]:
+    """dsd's schedule and prediction type from a diffusers scheduler config (`where`: the file, for messages),
+    each value checked before the schedule's table is allocated."""
     kind = config.get("beta_schedule", "linear")
     if kind not in SCHEDULE_FROM_DIFFUSERS or config.get("trained_betas") is not None:
         raise DsdError(f"{where}: β schedule {kind!r} is not supported (linear, scaled_linear, squaredcos_cap_v2)")
     prediction = config.get("prediction_type", "epsilon")
     if prediction not in PREDICTION_FROM_DIFFUSERS:
         raise DsdError(f"{where}: prediction type {prediction!r} is not supported (epsilon, v_prediction, sample)")
+    steps = size_in_file(where, "num_train_timesteps", config.get("num_train_timesteps", 1000), MAX_TIMESTEPS)
     betas = {}
     if kind != "squaredcos_cap_v2":
-        betas = {"beta_start": float(config.get("beta_start", 1e-4)), "beta_end": float(config.get("beta_end", 0.02))}
-    schedule = NoiseSchedule(SCHEDULE_FROM_DIFFUSERS[kind], int(config.get("num_train_timesteps", 1000)), **betas)
+        betas = {"beta_start": config.get("beta_start", 1e-4), "beta_end": config.get("beta_end", 0.02)}
+    try:
+        schedule = NoiseSchedule(SCHEDULE_FROM_DIFFUSERS[kind], steps, **betas)
+    except DsdError as exc:
+        raise DsdError(f"{where}: {exc}") from None
     return schedule, PREDICTION_FROM_DIFFUSERS[prediction]
 
 
@@ -77,8 +85,9 @@ def _read_json(path: Path) -> dict:
 
 
 def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
-    """A diffusers UNet (folder or hub id) as a `LoadedModel`; `meta.provenance.source` says where from."""
-    from .checkpoint import LoadedModel
+    """A diffusers UNet (folder or hub id) as a `LoadedModel`; `meta.provenance.source` says where from. Every
+    config is checked before the network is built."""
+    from .checkpoint import LoadedModel, check_model_info
 
     diffusers = import_diffusers()
     path = Path(spec)
@@ -86,28 +95,58 @@ def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
         folder = unet_folder(path)
         if folder is None:
             raise DsdError(f"{path} is a folder but not a diffusers model (no config.json or unet/config.json)")
+        sched_file = path / "scheduler" / "scheduler_config.json"
+        sched_config = _read_json(sched_file) if folder != path and sched_file.is_file() else {}
+        schedule, prediction = schedule_from_config(sched_config, sched_file if sched_config else spec)
+        check_unet2d_config(_read_json(folder / "config.json"), folder / "config.json")
+        check_weights_fit(diffusers, folder)
         try:
             unet = diffusers.UNet2DModel.from_pretrained(str(folder))
         except Exception as exc:  # noqa: BLE001 - diffusers raises OSError, ValueError, EnvironmentError …
             raise DsdError(f"{folder}: diffusers could not load the UNet: {_first_line(exc)}") from None
-        sched_file = path / "scheduler" / "scheduler_config.json"
-        sched_config = _read_json(sched_file) if folder != path and sched_file.is_file() else {}
     else:
         unet, sched_config = _from_hub(diffusers, str(spec))
-    schedule, prediction = schedule_from_config(sched_config, str(spec))
+        schedule, prediction = schedule_from_config(sched_config, spec)
     model = DiffusersUNet(unet.float())
     meta = {"kind": "model", "model_type": model.model_type, "distilled_steps": None,
             "provenance": {"source": str(spec), "format": "diffusers"}}
     written = path / "dsd.json" if path.is_dir() else None  # a pipeline dsd wrote: its step count and history
     if written is not None and written.is_file():
         info = _read_json(written)
+        check_model_info(info, written)
         meta.update(distilled_steps=info.get("distilled_steps"), provenance={**info.get("provenance", {}),
                                                                              **meta["provenance"]})
     return LoadedModel(model.to(device).eval(), schedule, prediction, meta)
 
 
+def check_weights_fit(diffusers, folder: Path) -> None:
+    """The UNet of `folder`'s config.json, built on torch's meta device (no memory), may hold no more weights
+    than its safetensors file does: without accelerate, diffusers allocates the whole network before it reads
+    a weight, so a config within every limit could still claim gigabytes its file does not back. (Counted, not
+    matched by name: diffusers renames old checkpoints' keys as it loads them.)"""
+    held = 0
+    try:
+        for file in folder.glob("diffusion_pytorch_model*.safetensors"):  # the weights, or a variant of them
+            with safe_open(str(file), framework="pt") as f:
+                held = max(held, sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()))
+    except Exception:  # noqa: BLE001 - a torn file: diffusers' own loader says what is wrong with it
+        return
+    if not held:
+        return
+    config = {k: v for k, v in _read_json(folder / "config.json").items() if not k.startswith("_")}
+    try:
+        with torch.device("meta"):
+            claimed = sum(p.numel() for p in diffusers.UNet2DModel.from_config(config).parameters())
+    except Exception as exc:  # noqa: BLE001 - diffusers checks its config with ValueError, TypeError …
+        raise DsdError(f"{folder}: diffusers could not build the UNet of config.json: {_first_line(exc)}") from None
+    if claimed > held:
+        raise DsdError(f"{folder}: config.json describes a UNet of {claimed:,} weights but its weights file holds "
+                       f"{held:,}; not loaded")
+
+
 def _from_hub(diffusers, hub_id: str):
-    """UNet and scheduler config of a hub id, through diffusers' own loader (its cache, its offline rules)."""
+    """UNet and scheduler config of a hub id, through diffusers' own loader (its cache, its offline rules). (Its
+    config is diffusers' to read: checking it first would cost a second round trip to the hub.)"""
     errors = []
     for sub in ("unet", None):
         try:

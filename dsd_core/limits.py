@@ -30,6 +30,7 @@ MAX_NUM = 10_000_000  # --num: images of one command (.npz and folder outputs ar
 MAX_GRID_IMAGES = 4096  # tiles of one .png grid: one picture of 64 × 64 tiles, each at least 64 px wide
 MAX_HELD_BYTES = 2**31  # 2 GiB of uint8 pixels held at once: an .npz or image folder read, eval's samples, a grid
 MAX_FILE_PIXELS = 4096 * 4096  # pixels of one image file read as data (Pillow's own bomb warning: 89 M)
+MAX_SEED = 2**64 - 1  # seeds: torch.Generator.manual_seed takes at most 64 bits (numpy's PCG64 takes any size)
 
 WHERE = "dsd_core/limits.py"
 
@@ -45,17 +46,25 @@ def _integer(value: object) -> int | None:
     return None
 
 
-def size_in_file(source: object, what: str, value: object, limit: int, low: int = 1) -> int:
-    """A size read from a file: an integer in [low, limit], else a one-line error naming the file, the size, its
+def size(what: str, value: object, limit: int, low: int = 1) -> int:
+    """A size (of a config, whoever made it): an integer in [low, limit], else a one-line error naming it, its
     value and the limit."""
     n = _integer(value)
     if n is None:
-        raise DsdError(f"{source}: {what} must be a whole number, got {str(value)[:40]!r}")
+        raise DsdError(f"{what} must be a whole number, got {str(value)[:40]!r}")
     if n < low:
-        raise DsdError(f"{source}: {what} is {n}; it must be at least {low}")
+        raise DsdError(f"{what} is {n}; it must be at least {low}")
     if n > limit:
-        raise DsdError(f"{source}: {what} is {n}, above dsd's limit of {limit} ({WHERE}); not loaded")
+        raise DsdError(f"{what} is {n}, above dsd's limit of {limit} ({WHERE})")
     return n
+
+
+def size_in_file(source: object, what: str, value: object, limit: int, low: int = 1) -> int:
+    """A size read from a file: `size`, with the file named first and `; not loaded` after a limit."""
+    try:
+        return size(what, value, limit, low)
+    except DsdError as exc:
+        raise DsdError(f"{source}: {exc}" + ("; not loaded" if str(exc).endswith(f"({WHERE})") else "")) from None
 
 
 def bytes_in_file(source: object, what: str, count: int, limit: int | None = None) -> None:

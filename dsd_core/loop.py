@@ -110,6 +110,7 @@ class ResumableLoop:
         if not self.writes_run():
             yield
             return
+        self.run.create()  # only now: a run whose settings fail their checks leaves no folder behind
         with RunLock(self.run.root):
             if resume:
                 self.run.repair()  # what a kill left: a torn event line, temp files

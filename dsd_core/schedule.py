@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import DsdError
+from .limits import MAX_TIMESTEPS, size
 
 SCHEDULE_NAMES = ("linear", "cosine", "scaled_linear")
 DEFAULT_BETAS = (1e-4, 0.02)
@@ -46,6 +47,11 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         if self.name not in SCHEDULE_NAMES:
             raise DsdError(f"unknown noise schedule {self.name!r}; choose one of {', '.join(SCHEDULE_NAMES)}")
+        # checked here, not only where files are read: the table below is allocated by this number
+        size("the schedule's num_timesteps", self.num_timesteps, MAX_TIMESTEPS)
+        if not all(isinstance(b, (int, float)) and 0 < b < 1 for b in (self.beta_start, self.beta_end)):
+            raise DsdError(f"the schedule's beta_start and beta_end must be numbers in (0, 1), got "
+                           f"{self.beta_start!r} and {self.beta_end!r}")
         if self.name == "linear":
             betas = linear_betas(self.num_timesteps, self.beta_start, self.beta_end)
         elif self.name == "scaled_linear":

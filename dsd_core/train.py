@@ -19,18 +19,19 @@ import torch.nn.functional as F
 from . import __version__
 from .accel import Scaler, autocast_net, check_amp, maybe_compile, to_device
 from .checkpoint import LoadedModel, learner_state, read_state, restore_learner_state, save_model, save_tensors
-from .checks import at_least, below_one, positive
+from .checks import at_least, below_one, check_seed, config_from_file, positive
 from .ddim import add_noise, check_prediction, target_for
 from .distill.interleave import SelfDistillHelper
 from .ema import EMA
 from .errors import DsdError, OptionError
 from .images import to_uint8, write_samples
+from .limits import MAX_BATCH, at_most, check_batch
 from .loop import MODEL_FILE, ResumableLoop
 from .models import UNet, UNetConfig, count_parameters
 from .optim import adamw
 from .runs import STATE_FILE, RunDir
 from .sampling import sample
-from .schedule import NoiseSchedule
+from .schedule import SCHEDULE_NAMES, NoiseSchedule
 
 
 @dataclass
@@ -66,9 +67,28 @@ class TrainConfig:
         at_least(1, steps=self.steps, batch=self.batch, log_every=self.log_every, sample_every=self.sample_every,
                  sample_steps=self.sample_steps, checkpoint_every=self.checkpoint_every, sd_every=self.sd_every,
                  sd_steps=self.sd_steps, sd_batch=self.sd_batch)
-        positive(lr=self.lr, sd_lr_scale=self.sd_lr_scale)
+        at_least(0, warmup=self.warmup)
+        at_most(MAX_BATCH, "images per batch", batch=self.batch, sd_batch=self.sd_batch)
+        check_seed(seed=self.seed)
+        positive(lr=self.lr, sd_lr_scale=self.sd_lr_scale, grad_clip=self.grad_clip)
         check_amp(self.amp)
         below_one(label_dropout=self.label_dropout)
+        if self.schedule not in SCHEDULE_NAMES:
+            raise OptionError("unknown noise schedule {value!r}; choose one of {names}", "schedule",
+                              value=self.schedule, names=", ".join(SCHEDULE_NAMES))
+
+    def check_for(self, model: UNetConfig, num_timesteps: int) -> None:
+        """The settings that depend on the model and its schedule: the noise a batch holds, and step counts
+        the schedule can take (a preview grid would otherwise fail after the first `sample_every` steps)."""
+        values = model.in_channels * model.image_size**2
+        check_batch(self.batch, values)
+        check_batch(self.sd_batch, values, "sd_batch")
+        if self.sample_steps > num_timesteps:
+            raise OptionError("{sample_steps} is {n}, more than the schedule's {t} timesteps", n=self.sample_steps,
+                              t=num_timesteps)
+        if self.self_distill and 2 * self.sd_steps > num_timesteps:
+            raise OptionError("{sd_steps} is {n}: DSD walks a grid of twice as many steps, more than the schedule's "
+                              "{t} timesteps", n=self.sd_steps, t=num_timesteps)
 
 
 def short_run_message(cfg: TrainConfig) -> str | None:
@@ -130,11 +150,12 @@ class Trainer(ResumableLoop):
             raise DsdError("conditional training needs a model with classes and one label per image")
         if labels is not None and cfg.conditional and int(labels.max()) >= model_config.num_classes:
             raise DsdError(f"label {int(labels.max())} is out of range for {model_config.num_classes} classes")
+        self.schedule = NoiseSchedule(cfg.schedule)
+        cfg.check_for(model_config, self.schedule.num_timesteps)
         self.data, self.cfg, self.device = data, cfg, device
         self.labels = labels if cfg.conditional else None
         self.data_name, self.data_spec = data_name, data_spec
-        self.run = RunDir(run_dir)
-        self.schedule = NoiseSchedule(cfg.schedule)
+        self.run = RunDir(run_dir, create=False)  # made when the run starts: every check above and below first
         torch.manual_seed(cfg.seed)
         self.model = UNet(model_config).to(device)
         self.ema = EMA(self.model, cfg.ema_decay)
@@ -175,8 +196,9 @@ class Trainer(ResumableLoop):
         if state is None:
             return False
         tensors, meta = state
-        saved = meta["config"]
-        if saved["model_config"] != self.model.config.to_dict() or TrainConfig(**saved["train"]) != self.cfg:
+        saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        if saved.get("model_config") != self.model.config.to_dict() or \
+                config_from_file(TrainConfig, saved.get("train"), path, "train") != self.cfg:
             raise DsdError(f"{path} was written with other settings; resume with the run's own config.json")
         restore_learner_state(tensors, meta, self.model, self.ema, self.opt, self.gen, path)
         self.step = meta["step"]

@@ -9,9 +9,9 @@ from pathlib import Path
 from .. import defaults
 from ..accel import check_amp
 from ..checkpoint import LoadedModel
-from ..checks import at_least, below_one, check_guidance_scale, positive
+from ..checks import at_least, below_one, check_guidance_scale, check_seed, positive
 from ..errors import OptionError
-from ..limits import MAX_BATCH, at_most
+from ..limits import MAX_BATCH, at_most, check_batch
 from .dsd import WEIGHTS
 from .methods import METHODS, stage_methods
 from .stepping import Stage, build_stages
@@ -83,7 +83,9 @@ class DistillConfig:
         at_least(1, batch=self.batch, sample_every=self.sample_every, checkpoint_every=self.checkpoint_every,
                  histogram_every=self.histogram_every, teacher_chunks=self.teacher_chunks)
         at_most(MAX_BATCH, "images per batch", batch=self.batch, quality_num=self.quality_num,
-                quality_fd=self.quality_fd)
+                quality_fd=self.quality_fd, anchor_cache=self.anchor_cache)
+        check_seed(seed=self.seed)
+        positive(grad_clip=self.grad_clip)
         at_least(0, quality_every=self.quality_every, stop_when_worse=self.stop_when_worse,
                  quality_fd=self.quality_fd)
         if self.quality_fd and not self.quality_every:
@@ -103,6 +105,14 @@ class DistillConfig:
         at_least(0, pd_stages=self.pd_stages)
         below_one(ema_decay=self.ema_decay)
         check_guidance_scale(self.guidance)
+
+    def check_batches(self, image_values: int) -> None:
+        """The noise the run's batches hold for a model of `image_values` (C × H × W) numbers per image: its
+        batch, the agreement check's noises and dsd-anchor's cache, each one network call."""
+        check_batch(self.batch, image_values)
+        check_batch(self.quality_num, image_values, "quality_num")
+        if self.method == "dsd-anchor":
+            check_batch(self.anchor_cache, image_values, "anchor_cache")
 
     def stages(self, num_timesteps: int = 1000) -> list[Stage]:
         """The schedule's stages for a model of `num_timesteps`, after the checks of the step counts and the

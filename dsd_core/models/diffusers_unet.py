@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..checks import json_type
 from ..errors import DsdError
+from ..limits import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_IMAGE_SIDE,
+    MAX_LEVELS,
+    MAX_TIMESTEPS,
+    MAX_WIDTH,
+    size_in_file,
+)
 
 MODEL_TYPE = "diffusers-unet2d"
 INSTALL_HINT = "pip install 'dsd-distill[diffusers]' (or: pip install diffusers)"
@@ -21,6 +32,33 @@ def import_diffusers():
     except ImportError:
         raise DsdError(f"diffusers models need the diffusers package: {INSTALL_HINT}") from None
     return diffusers
+
+
+# the sizes of a UNet2DModel config that size its network, with their limits (absent or null: diffusers' default)
+UNET2D_SIZES = {"in_channels": MAX_CHANNELS, "out_channels": MAX_CHANNELS, "layers_per_block": MAX_BLOCKS,
+                "norm_num_groups": MAX_WIDTH, "attn_norm_num_groups": MAX_WIDTH, "attention_head_dim": MAX_WIDTH,
+                "time_embedding_dim": MAX_WIDTH, "num_class_embeds": MAX_CLASSES,
+                "num_train_timesteps": MAX_TIMESTEPS}
+
+
+def check_unet2d_config(config: object, source: object, what: str = "") -> None:
+    """Every size of a UNet2DModel config (`what`: how messages name it) within `dsd_core/limits.py`, before
+    diffusers builds it: it allocates the whole network before it reads a weight, so a config.json claiming 10⁶
+    channels would take all memory, and one claiming 0 would fail deep inside diffusers."""
+    if not isinstance(config, dict):
+        raise DsdError(f"{source}: {what.strip() or 'the UNet config'} must be a JSON object, not {json_type(config)}")
+    for name, limit in UNET2D_SIZES.items():
+        if config.get(name) is not None:
+            size_in_file(source, what + name, config[name], limit)
+    side = config.get("sample_size")
+    for v in side if isinstance(side, list) else [side]:
+        if v is not None:
+            size_in_file(source, what + "sample_size", v, MAX_IMAGE_SIDE)
+    widths = config.get("block_out_channels", [1])
+    if not isinstance(widths, list) or not 1 <= len(widths) <= MAX_LEVELS:
+        raise DsdError(f"{source}: {what}block_out_channels must list 1 to {MAX_LEVELS} resolutions")
+    for width in widths:
+        size_in_file(source, f"{what}block_out_channels (a layer width)", width, MAX_WIDTH)
 
 
 @dataclass

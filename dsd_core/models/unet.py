@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import config_from_file
 from ..errors import DsdError
+from ..limits import MAX_BLOCKS, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, MAX_LEVELS, MAX_WIDTH, size
 
 
 @dataclass
@@ -35,6 +37,7 @@ class UNetConfig:
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
         self.attention_levels = tuple(int(a) for a in self.attention_levels)
+        self.check_sizes()
         down = 2 ** (len(self.channel_mults) - 1)
         if self.image_size % down:
             raise DsdError(
@@ -44,6 +47,23 @@ class UNetConfig:
             if (self.base_channels * m) % self.num_groups:
                 raise DsdError(f"channels {self.base_channels * m} not divisible by {self.num_groups} groups")
 
+    def check_sizes(self) -> None:
+        """Every size within `dsd_core/limits.py` (and above 0) before anything is built: a config from a file
+        or a flag can claim 10⁹ channels, or none."""
+        for name, limit, low in (("image_size", MAX_IMAGE_SIDE, 1), ("in_channels", MAX_CHANNELS, 1),
+                                 ("base_channels", MAX_WIDTH, 1), ("num_res_blocks", MAX_BLOCKS, 0),
+                                 ("num_groups", MAX_WIDTH, 1)):
+            size(f"the UNet config's {name}", getattr(self, name), limit, low)
+        if self.num_classes is not None:
+            size("the UNet config's num_classes", self.num_classes, MAX_CLASSES)
+        if not 1 <= len(self.channel_mults) <= MAX_LEVELS or len(self.attention_levels) > MAX_LEVELS:
+            raise DsdError(f"the UNet config must list 1 to {MAX_LEVELS} resolutions (channel_mults) and at most "
+                           f"as many attention_levels")
+        for m in self.channel_mults:
+            size("a layer width of the UNet config (base_channels × channel_mults)", self.base_channels * m, MAX_WIDTH)
+        if min(self.attention_levels, default=0) < 0 or not 0 <= self.dropout < 1:
+            raise DsdError("the UNet config's attention_levels must be ≥ 0 and its dropout in [0, 1)")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channel_mults"] = list(self.channel_mults)
@@ -51,12 +71,13 @@ class UNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+    def from_dict(cls, d: dict, source: object = "the UNet config") -> "UNetConfig":
+        """The config a file holds (`source` names it in errors), each value checked for its type and size;
+        absent keys keep their defaults."""
+        unknown = set(d) - {f.name for f in fields(cls)} if isinstance(d, dict) else set()
         if unknown:
-            raise DsdError(f"unknown UNet config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+            raise DsdError(f"{source}: unknown UNet config keys: {', '.join(sorted(unknown))}")
+        return config_from_file(cls, d, source, complete=False)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

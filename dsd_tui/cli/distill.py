@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,14 +15,14 @@ from rich.progress import TextColumn
 from dsd_core import defaults
 from dsd_core import distributed as ddp
 from dsd_core.atomic import atomic_write_bytes
-from dsd_core.checks import at_least
+from dsd_core.checks import at_least, config_from_file, fields_of
 from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.methods import ema_short_run_message, nfe_text
 from dsd_core.distill.runner import Distiller, load_base
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
 from dsd_core.run_lock import refuse_if_in_use
-from dsd_core.runs import read_run_config
+from dsd_core.runs import RunPaths, folders_made_on_start, read_run_config
 
 from .common import (
     DeviceOption,
@@ -114,17 +115,20 @@ def distill(
     options = dict(locals())
     with user_errors():
         at_least(1, nproc=nproc)
+        saved = read_run_config(resume, "distill") if resume is not None else None
+        if saved is None:  # the settings, checked before any process starts and any folder is made
+            cfg = config_from_options(DistillConfig, options, OPTION_OF_FIELD)
+        else:
+            cfg = config_from_file(DistillConfig, saved["distill"], RunPaths(resume).config_path, "distill")
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             check_out(out, save_format, force)  # once here, not once per process
             refuse_if_in_use(resume or run_dir)
             raise typer.Exit(launch(nproc, run_dir, resume, method, schedule, n_from, n_to))
-        saved = read_run_config(resume, "distill") if resume is not None else None
         dev = setup_device(device, run_threads(threads, saved))
         world, dev = ddp.setup(dev)
         if saved is not None:  # the run repairs its folder once it holds the lock (ResumableLoop.owning)
-            cfg, model, run_dir = DistillConfig(**saved["distill"]), saved["base_model"], resume
+            model, run_dir = saved["base_model"], resume
         else:
-            cfg = config_from_options(DistillConfig, options, OPTION_OF_FIELD)
             if run_dir is None and world.active:
                 raise DsdError("a data-parallel run needs --run-dir (every process must name the same folder)")
             if run_dir is None:
@@ -137,11 +141,16 @@ def distill(
         if world.main:
             refuse_if_in_use(run_dir)  # at once, not after loading the model; the run takes the lock itself
         base, name, sha = load_base(model, dev)
+        c = base.model.config
+        with fields_of(RunPaths(resume).config_path, "distill") if saved else contextlib.nullcontext():
+            cfg.check_batches(c.in_channels * c.image_size**2)
+            cfg.stages(base.schedule.num_timesteps)  # the step counts; the run computes them again
         if save_format == "diffusers":
             from dsd_core.diffusers_io import check_diffusers_model
 
             check_diffusers_model(base)
-        distiller = Distiller(base, cfg, run_dir, dev, name, sha, world)
+        with folders_made_on_start():  # the run's own checks (stages, PD data, --quality-fd …) come first
+            distiller = Distiller(base, cfg, run_dir, dev, name, sha, world)
         if not world.main:
             distiller.run_loop(resume=resume is not None)
             ddp.teardown(world)

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import load_model
-from dsd_core.errors import DsdError
+from dsd_core.checks import check_seed
+from dsd_core.classes import class_names_of
+from dsd_core.errors import DsdError, OptionError
 from dsd_core.evaluate import (
     MIN_SAMPLES,
     across_seeds,
@@ -30,7 +32,7 @@ from dsd_core.evaluate import (
 from dsd_core.features import get_extractor
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
-from dsd_core.limits import MAX_BATCH, MAX_NUM, at_most, check_batch, check_held
+from dsd_core.limits import MAX_BATCH, MAX_NUM, MAX_SEED, at_most, check_batch, check_held
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample_batches
 from dsd_core.solvers_plan import SAMPLERS, check_sampler, distilled_note
@@ -108,6 +110,10 @@ def eval_command(
         if model is not None:
             at_most(MAX_NUM, "images", num=num)
             at_most(MAX_BATCH, "images per batch", batch=batch)
+            check_seed(seed=seed)
+            if seed + seeds - 1 > MAX_SEED:  # the last seed of the range too
+                raise OptionError("{seeds} {n} from {seed} {first} run past the largest seed, {most}", n=seeds,
+                                  first=seed, most=MAX_SEED)
         out = err_console if json_out == "-" else console
         dev = setup_device(device, threads)
         extractor = get_extractor(features, inception, dev)
@@ -148,7 +154,8 @@ def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, 
     image_bytes = cfg.image_size * cfg.image_size * cfg.in_channels
     check_batch(min(batch, num), image_bytes)
     check_held(num * seeds, image_bytes, why="held for scoring (--num × --seeds)")
-    classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num)
+    names = class_names_of(loaded.meta.get("provenance", {}).get("data"))
+    classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num, names)
     said = small_n_message(num, extractor.dim)
     if said:  # before sampling, not after
         warnings.warn(said, UserWarning, stacklevel=1)

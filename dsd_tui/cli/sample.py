@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from dsd_core.checks import check_seed
 from dsd_core.errors import DsdError
 from dsd_core.images import check_output_size, check_writable, output_kind, write_sample_batches
 from dsd_core.limits import MAX_BATCH, MAX_NUM, at_most, check_batch
@@ -64,8 +65,7 @@ def sample(
             raise DsdError(f"--batch must be at least 1, got {batch}")
         at_most(MAX_NUM, "images", num=num)
         at_most(MAX_BATCH, "images per batch", batch=batch)
-        if seed < 0:
-            raise DsdError(f"--seed must be non-negative, got {seed}")
+        check_seed(seed=seed)
         if backend not in BACKENDS:
             raise DsdError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         output_kind(out)

@@ -9,12 +9,15 @@ from pathlib import Path
 import typer
 from rich.progress import TextColumn
 
+from dsd_core.checks import at_least, config_from_file, fields_of
 from dsd_core.data import load_dataset, load_labels
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import stop_at_update_boundary
+from dsd_core.limits import MAX_BLOCKS, MAX_WIDTH, at_most
 from dsd_core.models import UNetConfig, count_parameters
 from dsd_core.run_lock import refuse_if_in_use
-from dsd_core.runs import read_run_config
+from dsd_core.runs import RunPaths, read_run_config
+from dsd_core.schedule import NoiseSchedule
 from dsd_core.train import TrainConfig, Trainer, short_run_message
 
 from .common import (
@@ -85,14 +88,21 @@ def train(
         dev = setup_device(device, run_threads(threads, saved))
         if saved is not None:
             data, out = saved["data_spec"], resume  # the run repairs its folder once it holds the lock
-            cfg = TrainConfig(**saved["train"])
-            model_cfg = UNetConfig.from_dict(saved["model_config"])
+            path = RunPaths(resume).config_path
+            cfg = config_from_file(TrainConfig, saved["train"], path, "train")
+            model_cfg = UNetConfig.from_dict(saved["model_config"], f"{path}: model_config")
+            with fields_of(path, "train"):  # what depends on the network, named as config.json's fields
+                cfg.check_for(model_cfg, NoiseSchedule(cfg.schedule).num_timesteps)
         else:
             if data is None or out is None:
                 raise DsdError("give --data and --out (or --resume RUN_DIR)")
             if (out / "config.json").exists():
                 raise DsdError(f"{out} already holds a run; --resume it or choose another --out")
             cfg = config_from_options(TrainConfig, options, OPTION_OF_FIELD)
+            at_least(1, channels=channels)  # the network's flags before the data are read (UNetConfig checks
+            at_least(0, res_blocks=res_blocks)  # the rest once the data give the image size)
+            at_most(MAX_WIDTH, "channels per layer", channels=channels)
+            at_most(MAX_BLOCKS, "ResBlocks per resolution", res_blocks=res_blocks)
         refuse_if_in_use(out)  # at once, not after loading the data; the run takes the lock itself
         images, data_name = load_dataset(data, image_size)
         labels = load_labels(data) if cfg.conditional else None

@@ -1,10 +1,10 @@
 """A `dsd` run in a child process of its own session, so it outlives the app when the user leaves it running.
 
-Pause and resume are SIGSTOP and SIGCONT (POSIX only); stop is SIGINT, which the CLI turns into a clean exit
-(exit code 130), then SIGTERM (which checkpoints too) and finally SIGKILL if it does not go. The run checkpoints periodically, so a stopped run can be
-resumed with `dsd distill --resume RUN_DIR`. `RUN_DIR/tui-process.json` records the pid, so an app attached
-later can still pause or stop it; the child's output goes to `RUN_DIR/tui-process.log`, whose last
-`error: …` line is what the app shows when the run dies.
+Pause and resume are SIGSTOP and SIGCONT (POSIX only); stop is SIGINT, which the CLI turns into a clean exit (exit
+code 130), then SIGTERM (which checkpoints too) and finally SIGKILL if it does not go. The run checkpoints
+periodically, so a stopped run can be resumed with `dsd distill --resume RUN_DIR`. `RUN_DIR/tui-process.json`
+records the pid, so an app attached later can still pause or stop it; the child's output goes to
+`RUN_DIR/tui-process.log`, whose last `error: …` line is what the app shows when the run dies.
 """
 
 from __future__ import annotations
