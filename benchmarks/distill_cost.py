@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import platform
 import statistics
 import tempfile
@@ -27,6 +28,7 @@ import torch
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 from torch.profiler import ProfilerActivity, profile
 
+from dsd_core.accel import autocast_net
 from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.runner import Distiller, load_base
 
@@ -51,30 +53,43 @@ def distiller(method: str, batch: int, tmp: str, **extra) -> Distiller:
     return d
 
 
+def sync() -> None:
+    """Wait for the GPU's queued work (nothing to wait for on the CPU), so a timing covers it."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn) -> float:
+    sync()
     start = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - start
 
 
 def network_probes(d: Distiller, batch: int) -> dict:
-    """The network alone (a copy), at the update's batch: forward without gradient, forward + backward."""
-    net, c = copy.deepcopy(d.model), d.model.config
-    x, t = torch.randn(batch, c.in_channels, c.image_size, c.image_size), torch.randint(0, 1000, (batch,))
+    """The network alone (a copy), at the update's batch, device and autocast: forward without gradient,
+    forward + backward."""
+    net, c, dev = copy.deepcopy(d.model), d.model.config, d.device
+    run = autocast_net(net, dev, d.cfg.amp)
+    x = torch.randn(batch, c.in_channels, c.image_size, c.image_size, device=dev)
+    t = torch.randint(0, 1000, (batch,), device=dev)
 
     def forward():
         with torch.no_grad():
-            net(x, t)
+            run(x, t)
 
     def forward_backward():
-        net(x, t).pow(2).mean().backward()
+        run(x, t).pow(2).mean().backward()
         net.zero_grad(set_to_none=True)
 
     return {"forward (no grad)": forward, "forward + backward": forward_backward}
 
 
-def interleaved(batch: int, rounds: int, tmp: str, warmup: int = 5) -> dict:
-    runs = {label: distiller(method, batch, tmp, **extra) for label, method, extra in VARIANTS}
+def interleaved(batch: int, rounds: int, tmp: str, warmup: int = 5, make=distiller) -> dict:
+    """Median seconds per update of each variant (and of the network probes); `make` builds a variant's run
+    as `distiller` does."""
+    runs = {label: make(method, batch, tmp, **extra) for label, method, extra in VARIANTS}
     jobs = {label: d.step for label, d in runs.items()} | network_probes(runs["pd"], batch)
     times: dict[str, list[float]] = {label: [] for label in jobs}
     labels = list(jobs)
@@ -133,13 +148,17 @@ def update_peak_bytes(d: Distiller) -> int:
     return peak
 
 
-def memory(batch: int, tmp: str) -> dict[str, dict]:
+def memory(batch: int, tmp: str, make=distiller, peak=update_peak_bytes) -> dict[str, dict]:
+    """Each variant's resident bytes by kind and its update's peak (`peak`: how that is counted)."""
     out = {}
     for label, method, extra in VARIANTS:
-        d = distiller(method, batch, tmp, **extra)
+        gc.collect()  # the previous variant's run (its modules hold cycles) is freed before the next is built
+        d = make(method, batch, tmp, **extra)
         for _ in range(2):  # optimizer state exists from the first update on
             d.step()
-        out[label] = {"resident": resident_bytes(d), "update": update_peak_bytes(d)}
+        out[label] = {"resident": resident_bytes(d), "update": peak(d)}
+    del d
+    gc.collect()
     return out
 
 
