@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from .classes import EMOJI_CATEGORIES
 from .errors import DsdError, OptionError
 from .limits import MAX_FILE_PIXELS, MAX_IMAGE_SIDE, WHERE, at_most, bytes_in_file
+from .text import safe_text
 
 DIGITS_TEST_SIZE = 297  # 1797 = 1500 train + 297 test
 DIGITS_SPLIT_SEED = 0
@@ -97,7 +98,11 @@ def load_emoji(split: str = "train", name: str = "emoji") -> tuple[torch.Tensor,
 
 
 class UnusableImage(DsdError):
-    """An image file dsd does not read: unreadable, above the pixel limit, or of values it cannot scale."""
+    """An image file dsd does not read: unreadable, above the pixel limit, or of values it cannot scale. Its
+    message names the file, whose name may hold anything (a newline, an escape sequence): made `safe_text`."""
+
+    def __init__(self, message: str):
+        super().__init__(safe_text(message))
 
 
 # Pillow's modes of one channel; the 16-bit ones (PNG, TIFF) are scaled by 65535, not clipped at 255
@@ -183,14 +188,14 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
     """
     root = Path(path)
     if not root.is_dir():
-        raise DsdError(f"image folder not found: {root}")
+        raise DsdError(f"image folder not found: {safe_text(root)}")
     if size is not None:
         at_most(MAX_IMAGE_SIDE, "pixels per side", image_size=size)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     others = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)
     if others:
-        warnings.warn(f"ignoring {len(others)} file(s) that are not images in {root}, e.g. {others[0].name}",
-                      stacklevel=2)
+        warnings.warn(safe_text(f"ignoring {len(others)} file(s) that are not images in {root}, e.g. "
+                                f"{others[0].name}"), stacklevel=2)
     headers = []
     for file in files:
         try:
@@ -219,7 +224,7 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
         out[n] = np.asarray(im, dtype=np.uint8).reshape(size, size, channels)
         n += 1
     if out is None:
-        raise DsdError(f"no readable images (png, jpg, …) in {root}")
+        raise DsdError(f"no readable images (png, jpg, …) in {safe_text(root)}")
     return out if n == len(out) else out[:n].copy()
 
 

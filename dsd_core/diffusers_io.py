@@ -9,14 +9,21 @@ Only diffusers models are written back. The built-in UNet maps onto a `UNet2DMod
 embedding, ResBlocks, single-head attention, resampling) except in its middle: ResBlock, attention, ResBlock,
 attention, where diffusers' `UNetMidBlock2D` has one attention between its two ResBlocks and no setting for a
 second. No UNet2DModel computes the built-in models' function, so they leave as dsd checkpoints or ONNX.
+
+A load prints nothing of diffusers' own (its logging, progress bars and Python warnings are silenced for the
+load only, `quiet`): dsd says in one line what went wrong, and a UNet whose weights do not all fit its config
+(left over, missing, or of another shape) is refused, not loaded half random.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -78,10 +85,61 @@ def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DsdError(f"{path} is not readable JSON ({_first_line(exc)})") from None
+        raise DsdError(f"{path} is not readable JSON ({_one_line(exc)})") from None
     if not isinstance(data, dict):
         raise DsdError(f"{path} must hold a JSON object")
     return data
+
+
+@contextlib.contextmanager
+def quiet(diffusers) -> Iterator[None]:
+    """diffusers' logging (errors only), its progress bars and all Python warnings off while diffusers works, then
+    back as they were: a load otherwise prints 5–8 lines (no `accelerate`, weights not used, …) around dsd's own."""
+    log = diffusers.utils.logging
+    verbosity, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+    log.set_verbosity_error()
+    log.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.set_verbosity(verbosity)
+        if bars:
+            log.enable_progress_bar()
+
+
+def load_unet(diffusers, folder: Path):
+    """The UNet2DModel of `folder`, quietly, every weight of its file in place: a config.json whose blocks do not
+    match the weights (another block type, width or depth) is one line saying which weights do not fit."""
+    try:
+        with quiet(diffusers):
+            unet, info = diffusers.UNet2DModel.from_pretrained(str(folder), output_loading_info=True)
+    except Exception as exc:  # noqa: BLE001 - diffusers raises OSError, ValueError, RuntimeError (shapes) …
+        raise DsdError(f"{folder}: diffusers could not load the UNet: {_one_line(exc)}") from None
+    check_loaded(folder, info)
+    return unet
+
+
+def check_loaded(source: object, info: dict) -> None:
+    """`check_fit` on what diffusers' loader reports (`output_loading_info`), which it would only have logged."""
+    check_fit(source, unexpected=sorted(info.get("unexpected_keys") or []),
+              missing=sorted(info.get("missing_keys") or []),
+              differ=[_differ(k, a, b) for k, a, b in info.get("mismatched_keys") or []])
+
+
+def _differ(key: str, in_file: object, in_unet: object) -> str:
+    return f"{key} is {tuple(in_file)} in the file but {tuple(in_unet)} in the UNet"
+
+
+def check_fit(folder: object, unexpected: list[str] = (), missing: list[str] = (), differ: list[str] = ()) -> None:
+    """One line for weights that do not fit the UNet of config.json: how many, of each kind, with the first."""
+    misfits = [f"{len(keys)} {what}, e.g. {keys[0]}" for what, keys in (
+        ("weights of the file have no place in it", unexpected), ("of its weights are missing from the file", missing),
+        ("weights differ in shape", differ)) if keys]
+    if misfits:
+        raise DsdError(f"{folder}: the UNet of config.json does not fit its weights file: {'; '.join(misfits)}; "
+                       "not loaded")
 
 
 def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
@@ -100,10 +158,7 @@ def load_diffusers(spec: str | Path, device: str | torch.device = "cpu"):
         schedule, prediction = schedule_from_config(sched_config, sched_file if sched_config else spec)
         check_unet2d_config(_read_json(folder / "config.json"), folder / "config.json")
         check_weights_fit(diffusers, folder)
-        try:
-            unet = diffusers.UNet2DModel.from_pretrained(str(folder))
-        except Exception as exc:  # noqa: BLE001 - diffusers raises OSError, ValueError, EnvironmentError …
-            raise DsdError(f"{folder}: diffusers could not load the UNet: {_first_line(exc)}") from None
+        unet = load_unet(diffusers, folder)
     else:
         unet, sched_config = _from_hub(diffusers, str(spec))
         schedule, prediction = schedule_from_config(sched_config, spec)
@@ -123,25 +178,33 @@ def check_weights_fit(diffusers, folder: Path) -> None:
     """The UNet of `folder`'s config.json, built on torch's meta device (no memory), may hold no more weights
     than its safetensors file does: without accelerate, diffusers allocates the whole network before it reads
     a weight, so a config within every limit could still claim gigabytes its file does not back. (Counted, not
-    matched by name: diffusers renames old checkpoints' keys as it loads them.)"""
-    held = 0
+    matched by name: diffusers renames old checkpoints' keys as it loads them.) Then the weights named alike in
+    the file and the UNet must have one shape: diffusers' own error would name every one of them."""
+    held, shapes = 0, {}
     try:
-        for file in folder.glob("diffusion_pytorch_model*.safetensors"):  # the weights, or a variant of them
+        for file in sorted(folder.glob("diffusion_pytorch_model*.safetensors")):  # the weights, or variants
             with safe_open(str(file), framework="pt") as f:
-                held = max(held, sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()))
+                in_file = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            held = max(held, sum(map(math.prod, in_file.values())))
+            if file.name == "diffusion_pytorch_model.safetensors":  # the one diffusers loads
+                shapes = in_file
     except Exception:  # noqa: BLE001 - a torn file: diffusers' own loader says what is wrong with it
         return
     if not held:
         return
     config = {k: v for k, v in _read_json(folder / "config.json").items() if not k.startswith("_")}
     try:
-        with torch.device("meta"):
-            claimed = sum(p.numel() for p in diffusers.UNet2DModel.from_config(config).parameters())
+        with torch.device("meta"), quiet(diffusers):
+            unet = diffusers.UNet2DModel.from_config(config)
     except Exception as exc:  # noqa: BLE001 - diffusers checks its config with ValueError, TypeError …
-        raise DsdError(f"{folder}: diffusers could not build the UNet of config.json: {_first_line(exc)}") from None
+        raise DsdError(f"{folder}: diffusers could not build the UNet of config.json: {_one_line(exc)}") from None
+    claimed = sum(p.numel() for p in unet.parameters())
     if claimed > held:
         raise DsdError(f"{folder}: config.json describes a UNet of {claimed:,} weights but its weights file holds "
                        f"{held:,}; not loaded")
+    wanted = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    check_fit(folder, differ=[_differ(k, shapes[k], wanted[k]) for k in sorted(shapes.keys() & wanted.keys())
+                              if shapes[k] != wanted[k]])
 
 
 def _from_hub(diffusers, hub_id: str):
@@ -150,15 +213,18 @@ def _from_hub(diffusers, hub_id: str):
     errors = []
     for sub in ("unet", None):
         try:
-            unet = diffusers.UNet2DModel.from_pretrained(hub_id, subfolder=sub)
+            with quiet(diffusers):
+                unet, info = diffusers.UNet2DModel.from_pretrained(hub_id, subfolder=sub, output_loading_info=True)
             break
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
     else:
         raise DsdError(f"could not load {hub_id!r} from the Hugging Face hub or its cache (offline, or not a "
-                       f"UNet2DModel?): {_first_line(errors[-1])}")
+                       f"UNet2DModel?): {_one_line(errors[-1])}")
+    check_loaded(hub_id, info)
     try:
-        sched_config = dict(diffusers.DDIMScheduler.load_config(hub_id, subfolder="scheduler"))
+        with quiet(diffusers):
+            sched_config = dict(diffusers.DDIMScheduler.load_config(hub_id, subfolder="scheduler"))
     except Exception:  # noqa: BLE001 - a bare UNet repo has no scheduler: DDPM defaults
         sched_config = {}
     return unet, sched_config
@@ -198,14 +264,16 @@ def save_diffusers(loaded, out: str | Path, steps: int | None, replace: bool = F
     out = check_pipeline_folder(out, replace)
     s = loaded.schedule
     beta_schedule = {v: k for k, v in SCHEDULE_FROM_DIFFUSERS.items()}[s.name]
-    scheduler = diffusers.DDIMScheduler(
-        num_train_timesteps=s.num_timesteps, beta_schedule=beta_schedule, beta_start=s.beta_start,
-        beta_end=s.beta_end, prediction_type=PREDICTION_TO_DIFFUSERS[loaded.prediction],
-        timestep_spacing="trailing", clip_sample=True, set_alpha_to_one=True)
-    pipe = diffusers.DDIMPipeline(unet=model.unet, scheduler=scheduler)
+    with quiet(diffusers):
+        scheduler = diffusers.DDIMScheduler(
+            num_train_timesteps=s.num_timesteps, beta_schedule=beta_schedule, beta_start=s.beta_start,
+            beta_end=s.beta_end, prediction_type=PREDICTION_TO_DIFFUSERS[loaded.prediction],
+            timestep_spacing="trailing", clip_sample=True, set_alpha_to_one=True)
+        pipe = diffusers.DDIMPipeline(unet=model.unet, scheduler=scheduler)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        with quiet(diffusers):
+            pipe.save_pretrained(str(tmp), safe_serialization=True)
         (tmp / "dsd.json").write_text(json.dumps({"distilled_steps": steps, "sample_with": {
             "scheduler": "DDIMScheduler", "timestep_spacing": "trailing", "num_inference_steps": steps, "eta": 0.0,
             "use_clipped_model_output": True}, "provenance": loaded.meta.get("provenance", {})}, indent=2))
@@ -236,6 +304,15 @@ def _swap_into_place(new: Path, out: Path) -> Path:
     return out
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+DETAILS = 3  # lines of a many-line diffusers error kept (a size mismatch names every weight), then a count
+
+
+def _one_line(exc: Exception) -> str:
+    """A library's error, however many lines, as one: its lines joined (their first DETAILS, then how many more),
+    without diffusers' advice to pass options that dsd does not offer."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and "ignore_mismatched_sizes" not in ln]
+    if not lines:
+        return type(exc).__name__
+    head, details = lines[0], lines[1:]
+    more = f" … and {len(details) - DETAILS} more" if len(details) > DETAILS else ""
+    return " ".join([head, "; ".join(details[:DETAILS])]).strip() + more

@@ -10,11 +10,17 @@ handler; the writer's lines are byte for byte those of before (tests/test_events
 Reading is forgiving where writing is strict: building an event with a misspelt field fails at once, while a
 line that is not JSON, torn, or has a field missing or of the wrong type is skipped; an unknown kind (a newer
 dsd) is kept as an `UnknownEvent`, and unknown fields of a known kind are ignored. Torch-free: the TUI reads it.
+
+A log is untrusted input (anyone can write one, and `--attach` shows it): every int of an event is a count or
+an index, so one that is negative or has more than 64 bits (Python's JSON reads 10⁴⁰⁰ as an int) is of the
+wrong type, and so is a time that is not finite. Other floats may be NaN or infinite (a diverging train run
+logs a NaN mean loss; Python's JSON reads `1e400` as inf): kept as written, for readers to skip.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import types
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -22,6 +28,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 NULLABLE = {"nullable": True}  # a required field that may be null (written as null, not left out)
 WITH_SD = {"written_with": "sd_nfe"}  # null, not left out, in a self-distilling train run's loss events
+COUNT_LIMIT = 2**63  # every int field is a count or an index in [0, 2⁶³): no run counts further
 
 
 class EventError(ValueError):
@@ -246,15 +253,23 @@ def _written(event: Event, name: str, required: bool, meta: dict) -> bool:
 SPECS = {cls: _spec(cls) for cls in KINDS.values()}
 
 
+def is_count(value: Any) -> bool:
+    """Whether a JSON value is a count or an index: a whole number in [0, COUNT_LIMIT), not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < COUNT_LIMIT
+
+
 def _fits(value: Any, hint: Any) -> bool:
-    """Whether a JSON value has the annotated type (bool is not a number here; an int is a float)."""
+    """Whether a JSON value has the annotated type (bool is not a number here; an int is a float). An int is a
+    count: in [0, COUNT_LIMIT); as a float, it must convert to one (|n| < COUNT_LIMIT)."""
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
         return any(_fits(value, a) for a in args)
     if hint is type(None):
         return value is None
-    if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint is int:
+        return is_count(value)
+    if hint is float:  # NaN and inf pass: see the module's note
+        return isinstance(value, float) or (isinstance(value, int) and is_count(-value if value < 0 else value))
     if hint in (str, bool, dict, list):
         return isinstance(value, hint)
     if origin is list:
@@ -277,7 +292,7 @@ def parse(obj: Any, strict: bool = False) -> Event:
     if not isinstance(obj, dict) or not isinstance(obj.get("event"), str):
         raise EventError("not an event object")
     kind, when = obj["event"], obj.get("time")
-    if when is not None and not _fits(when, float):
+    if when is not None and not (_fits(when, float) and math.isfinite(when)):
         raise EventError(f"time is {when!r}")
     cls = KINDS.get(kind)
     if cls is None:
@@ -299,10 +314,11 @@ def parse(obj: Any, strict: bool = False) -> Event:
 
 
 def parse_line(line: bytes | str) -> Event | None:
-    """The event of one line of a log; None for a line that is not one (torn, not JSON, malformed)."""
+    """The event of one line of a log; None for a line that is not one (torn, not JSON, malformed, nested
+    deeper than Python's JSON reader recurses)."""
     try:
         return parse(json.loads(line))
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError and EventError are ValueErrors
+    except (ValueError, UnicodeDecodeError, RecursionError):  # JSONDecodeError and EventError are ValueErrors
         return None
 
 

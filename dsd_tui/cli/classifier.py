@@ -11,7 +11,7 @@ from dsd_core.classifier import save_classifier
 from dsd_core.classifier import train_classifier as train
 from dsd_core.errors import DsdError
 
-from .common import ForceOption, compute_label, console, progress_bar, refuse_overwrite, setup_device, user_errors
+from .common import ForceOption, compute_label, progress_bar, refuse_overwrite, setup_device, tell, user_errors
 
 
 def train_classifier(
@@ -32,8 +32,8 @@ def train_classifier(
             raise DsdError(f"output folder does not exist: {out.parent}")
         dev = setup_device("cpu", threads)
         epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
-        console.print(f"training the digits classifier on the digits train split, {epochs_text}, seed {seed}, "
-                      f"on {compute_label(dev)}", highlight=False)
+        tell(f"training the digits classifier on the digits train split, {epochs_text}, seed {seed}, "
+             f"on {compute_label(dev)}")
         start = time.time()
         with progress_bar() as bar:
             task = bar.add_task("train-classifier", total=None)
@@ -42,4 +42,4 @@ def train_classifier(
         recipe = {"command": f"dsd train-classifier --out {out.name} --epochs {epochs} --seed {seed}",
                   "epochs": epochs, "seed": seed, "train_split": "digits:train", "test_split": "digits:test"}
         save_classifier(out, model, acc, recipe)
-        console.print(f"wrote {out}: held-out test accuracy {acc:.4f} ({time.time() - start:.0f} s)")
+        tell(f"wrote {out}: held-out test accuracy {acc:.4f} ({time.time() - start:.0f} s)")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Callable, ContextManager, Iterator
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,9 +21,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from dsd_core.checks import check_threads
 from dsd_core.errors import DsdError, render
+from dsd_core.text import safe_text
 
 if TYPE_CHECKING:
     import torch
@@ -62,9 +63,22 @@ def cli_text(message: object) -> str:
     return render(message, flag)
 
 
+def say(label: str, style: str, message: object = "") -> None:
+    """One line on stderr, `label: message`: the message as plain text (no Rich markup or emoji codes), its
+    control characters made visible (`safe_text`), since it may quote a file name, metadata or a log."""
+    line = Text.assemble((label, style), (f": {safe_text(message)}" if str(message) else ""))
+    err_console.print(line, highlight=False, soft_wrap=True, emoji=False)
+
+
+def tell(message: object) -> None:
+    """A line of a command's report on stdout as plain text: it names files, models and runs, whose names may
+    hold Rich markup or control characters (`safe_text`)."""
+    console.print(Text(safe_text(message)), highlight=False, soft_wrap=True, emoji=False)
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (e.g. a skipped unreadable image) as `warning: …`, without source lines."""
-    err_console.print(f"[yellow]warning:[/] {escape(cli_text(message))}", highlight=False, soft_wrap=True)
+    say("warning", "yellow", cli_text(message))
 
 
 @contextlib.contextmanager
@@ -80,11 +94,10 @@ def user_errors() -> Iterator[None]:
         except DsdError as exc:
             if DEBUG:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {escape(cli_text(exc))}", highlight=False, soft_wrap=True)
+            say("error", "bold red", cli_text(exc))
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt as exc:
-            said = f": {escape(str(exc))}" if str(exc) else ""  # how to resume, when the run could checkpoint first
-            err_console.print(f"[yellow]interrupted[/]{said}", highlight=False, soft_wrap=True)
+            say("interrupted", "yellow", exc)  # how to resume, when the run could checkpoint first
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -92,9 +105,8 @@ def user_errors() -> Iterator[None]:
             if DEBUG:
                 raise
             what = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err_console.print(f"[bold red]error:[/] internal error {type(exc).__name__}: {escape(what)} "
-                              "(dsd --debug … shows "
-                              "the traceback; please report it)", highlight=False, soft_wrap=True)
+            say("error", "bold red", f"internal error {type(exc).__name__}: {what} (dsd --debug … shows the "
+                "traceback; please report it)")
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
 
@@ -179,10 +191,10 @@ def phase(name: str) -> Iterator[None]:
     """A phase without a count (loading, building features, exporting): a spinner with its name on a terminal,
     one `name…` line on stderr when piped, so no long step is silent."""
     if err_console.is_terminal:
-        with err_console.status(name):
+        with err_console.status(Text(safe_text(name))):
             yield
     else:
-        err_console.print(f"{escape(name)}…", highlight=False)
+        err_console.print(Text(safe_text(name) + "…"), highlight=False, emoji=False)
         yield
 
 

@@ -30,12 +30,12 @@ from .common import (
     bar_phases,
     compute_label,
     config_from_options,
-    console,
     phase,
     progress_bar,
     refuse_overwrite,
     run_threads,
     setup_device,
+    tell,
     user_errors,
 )
 
@@ -160,10 +160,9 @@ def distill(
             warnings.warn(said, UserWarning, stacklevel=1)
         stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
         nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost)
-        console.print(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
-                      f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
-                      + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}",
-                      highlight=False)
+        tell(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
+             f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
+             + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}")
         with progress_bar(TextColumn("{task.fields[stage]}"), TextColumn("{task.fields[loss]}"),
                           TextColumn("{task.fields[quality]}")) as bar:
             # no loss (and no agreement) before the first update
@@ -186,12 +185,12 @@ def distill(
 
             with phase(f"writing the diffusers pipeline {out}"):
                 out = save_diffusers(load_model(path), out, cfg.n_to, replace=force)
-            console.print(f"wrote the diffusers pipeline {out} (DDIMScheduler, trailing spacing, {cfg.n_to} steps)")
+            tell(f"wrote the diffusers pipeline {out} (DDIMScheduler, trailing spacing, {cfg.n_to} steps)")
         elif out is not None:
             atomic_write_bytes(out, path.read_bytes())
         ran = (f"{distiller.updates_run} of {cfg.updates} updates: stages ended when their agreement stopped "
                "improving, " if distiller.updates_run < cfg.updates else "")
-        console.print(f"wrote {path} ({ran}{distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
+        tell(f"wrote {path} ({ran}{distiller.elapsed:.0f} s, {distiller.skipped} skipped updates)")
 
 
 # Options that are not part of the run's config (where it goes, what it starts from, how it runs), and the
@@ -238,5 +237,5 @@ def launch(nproc: int, run_dir: Path | None, resume: Path | None, method: str, s
         args += ["--run-dir", str(run_dir)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "dsd_tui.cli", *args]
-    console.print(f"starting {nproc} processes: {' '.join(cmd[1:])}")
+    tell(f"starting {nproc} processes: {' '.join(cmd[1:])}")
     return subprocess.call(cmd)

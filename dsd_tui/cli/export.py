@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from dsd_core.errors import DsdError
 from dsd_core.interrupt import terminated_as_interrupt
@@ -16,10 +15,10 @@ from .common import (
     ForceOption,
     ThreadsOption,
     compute_label,
-    console,
     phase,
     refuse_overwrite,
     setup_device,
+    tell,
     user_errors,
 )
 
@@ -79,14 +78,13 @@ def export(
             ddim_timesteps(n, loaded.schedule.num_timesteps, spacing)
             say_distilled(model, loaded.distilled_steps, check_sampler(sampler))
         what = "denoiser (step model)" if step_model else f"{n}-step sampler ({label})"
-        console.print(f"exporting the {what} of {escape(str(model))} to {escape(str(out))} on {compute_label(dev)}",
-                      highlight=False)
+        tell(f"exporting the {what} of {model} to {out} on {compute_label(dev)}")
         with phase("exporting and checking onnxruntime against torch"), terminated_as_interrupt(f"{out} is as it was"):
             report = export_onnx(loaded, out, steps, step_model=step_model,
                                  source_sha256=file_sha256(resolve_model_path(model)), spacing=spacing, clip_x0=clip,
                                  sampler=sampler)
         what = f"{report.steps}-step sampler ({label})" if report.kind == "sampler" else "denoiser (step model)"
-        console.print(
+        tell(
             f"wrote {report.path}: the {what} of {model}, opset {report.opset}, "
             f"{report.path.stat().st_size / 1e6:.1f} MB, {report.seconds:.1f} s — onnx.checker ok; "
             f"onnxruntime vs torch max abs diff {report.max_abs_diff:.2e} (limit 1e-4)"

@@ -6,10 +6,12 @@ import json
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dsd_core.builtins import resolve_model_path
 from dsd_core.checkpoint import file_sha256, load_model
 from dsd_core.models import count_parameters
+from dsd_core.text import safe_text
 
 from .common import console, user_errors
 
@@ -36,7 +38,8 @@ def info(
         if as_json:
             print(json.dumps(facts, indent=2))
             return
-        table = Table(title=f"dsd model {model}", show_header=False)
+        # the facts come from the file (its name, its metadata): shown as plain text, never as Rich markup
+        table = Table(title=Text(f"dsd model {safe_text(model)}"), show_header=False)
         for key, value in facts.items():
-            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
-        console.print(table)
+            table.add_row(key, Text(safe_text(value if isinstance(value, str) else json.dumps(value))))
+        console.print(table, emoji=False)

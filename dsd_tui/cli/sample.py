@@ -19,7 +19,7 @@ from dsd_core.limits import MAX_BATCH, MAX_NUM, at_most, check_batch
 from dsd_core.solvers_plan import LABEL, SAMPLERS, check_sampler
 
 from .backends import Drawer, ort_drawer, torch_drawer
-from .common import DeviceOption, ForceOption, ThreadsOption, console, progress_bar, refuse_overwrite, user_errors
+from .common import DeviceOption, ForceOption, ThreadsOption, progress_bar, refuse_overwrite, tell, user_errors
 from .watch import watch as watch_loop
 
 BACKENDS = ("torch", "ort")
@@ -108,7 +108,7 @@ def write(drawer: Drawer, out: Path, num: int, seed: int, batch: int) -> None:
         task = bar.add_task(f"sample {drawer.steps} steps", total=num)
         path = write_sample_batches(timed(drawer.batches(num, seed, batch)), out, num, lambda n: bar.advance(task, n))
     elapsed = spent[0]
-    console.print(
+    tell(
         f"wrote {num} images (model {drawer.model}, {drawer.steps} steps of {LABEL[drawer.sampler]}, seed {seed}) to "
         f"{path} — "
         f"{elapsed:.2f} s, {1000 * elapsed / num:.2f} ms/image on {drawer.where}"

@@ -26,10 +26,10 @@ from .common import (
     bar_phases,
     compute_label,
     config_from_options,
-    console,
     progress_bar,
     run_threads,
     setup_device,
+    tell,
     user_errors,
 )
 
@@ -115,7 +115,7 @@ def train(
         said = short_run_message(cfg) if resume is None else None  # a resumed run was warned when it started
         if said:
             warnings.warn(said, UserWarning, stacklevel=1)
-        console.print(
+        tell(
             f"training {count_parameters(trainer.model):,} parameters on {images.shape[0]} images "
             f"{tuple(images.shape[1:])} from {data_name}, {cfg.steps} steps, on {compute_label(dev)}"
             + (f"; a DSD update towards {cfg.sd_steps} steps every {cfg.sd_every} step(s)" if cfg.self_distill else "")
@@ -126,4 +126,4 @@ def train(
             with stop_at_update_boundary():
                 path = trainer.run_loop(lambda step, loss: bar.update(task, completed=step, loss=f"loss {loss:.4f}"),
                                         resume=resume is not None, phase=bar_phases(bar, task))
-        console.print(f"wrote {path} ({time.time() - start:.0f} s)")
+        tell(f"wrote {path} ({time.time() - start:.0f} s)")

@@ -11,6 +11,7 @@ from dsd_core.run_lock import holder
 from dsd_core.runs import RunPaths
 
 from .process import RunProcess
+from .runstate import count, name
 
 TAIL_BYTES = 16384
 
@@ -47,8 +48,8 @@ def describe(run_dir: Path) -> RecentRun | None:
         d = config["distill"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if config.get("command") != "distill":
-        return None
+    if not isinstance(config, dict) or not isinstance(d, dict) or config.get("command") != "distill":
+        return None  # the config is as untrusted as the event log: anything but a distill run's dict is skipped
     update, status = 0, "stopped"
     for event in _last_events(paths):
         update = getattr(event, "update", None) or update  # distill events count updates
@@ -63,8 +64,9 @@ def describe(run_dir: Path) -> RecentRun | None:
         status, pid = "running", who.pid
     elif status != "finished" and (found := RunProcess.find(run_dir)) is not None:
         status, pid = "running", found.pid
-    return RecentRun(run_dir, d.get("method", "?"), d.get("schedule", "?"), f"{d.get('n_from')}→{d.get('n_to')}",
-                     update, int(d.get("updates", 0)), status, paths.state_path.is_file(), pid)
+    return RecentRun(run_dir, name(d.get("method")) or "?", name(d.get("schedule")) or "?",
+                     f"{count(d.get('n_from'), '?')}→{count(d.get('n_to'), '?')}", update, count(d.get("updates")),
+                     status, paths.state_path.is_file(), pid)
 
 
 def recent_runs(root: Path, limit: int = 20) -> list[RecentRun]:

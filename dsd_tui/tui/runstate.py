@@ -1,15 +1,40 @@
-"""What the run screen shows, folded from a run's events: one pure function of the event log."""
+"""What the run screen shows, folded from a run's events: one pure function of the event log.
+
+The log is untrusted (`dsd_core.events` types its fields; counts are whole numbers in [0, 2⁶³)): a loss or PSNR
+that is NaN, infinite or beyond `PLOT_LIMIT` is left out of the plots (a gap), sizes are held to dsd's limits,
+and the parts of a config no event type describes are read field by field. Text from the log is shown as plain
+text by the screen (`dsd_core.text.safe_text`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dsd_core import events as ev
+from dsd_core.limits import MAX_TIMESTEPS
 
 RATE_WINDOW = 50  # loss events the updates/s estimate looks back over
+PLOT_LIMIT = 1e300  # plotext overflows on a range near 1.8e308 (the largest float); no loss or PSNR gets near it
+
+
+def plottable(value: object) -> bool:
+    """A number the plots can draw: finite and within ±PLOT_LIMIT (not a bool, not a string)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and abs(value) <= PLOT_LIMIT)
+
+
+def count(value: object, default: Any = 0) -> Any:
+    """A whole number in [0, 2⁶³) from a part of the log no event type describes (a config's dict), else
+    `default`."""
+    return value if ev.is_count(value) else default
+
+
+def name(value: object) -> str:
+    """A string from such a part of the log, else ""."""
+    return value if isinstance(value, str) else ""
 
 
 @dataclass
@@ -74,22 +99,23 @@ class RunState:
             except ev.EventError as exc:
                 self.warnings.append(f"unreadable {event.get('event')} event: {exc}")
                 return
-        if event.time is not None:
+        if event.time is not None and math.isfinite(event.time):
             self.last_event_time = float(event.time)
         handler = HANDLERS.get(type(event))
         if handler is not None:
             try:
                 handler(self, event)
-            except (KeyError, TypeError, ValueError, IndexError) as exc:  # e.g. a config whose stages are odd
-                self.warnings.append(f"unreadable {event.kind} event: {exc!r}")
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError) as exc:
+                self.warnings.append(f"unreadable {event.kind} event: {exc!r}")  # a last resort: handlers check
 
     def _on_config(self, e: ev.ConfigEvent) -> None:
         d = e.distill or {}
-        self.method, self.schedule = d.get("method", ""), d.get("schedule", "")
-        self.n_from, self.n_to, self.total_updates = d.get("n_from", 0), d.get("n_to", 0), d.get("updates", 0)
-        self.stages = list(e.stages or [])
+        self.method, self.schedule = name(d.get("method")), name(d.get("schedule"))
+        self.n_from, self.n_to = count(d.get("n_from")), count(d.get("n_to"))
+        self.total_updates = count(d.get("updates"))
+        self.stages = [st for st in e.stages or [] if isinstance(st, dict)]
         self.threads = e.threads
-        self.quality_every = d.get("quality_every")
+        self.quality_every = count(d.get("quality_every"), None)
 
     def _on_stage(self, e: ev.StageEvent) -> None:
         self.stage = {"index": e.index, "steps": e.steps, "target_steps": e.target_steps, "updates": e.updates,
@@ -97,8 +123,9 @@ class RunState:
         start = self.update + 1  # the event comes just before the stage's first update
         if not self.stage_starts or start > self.stage_starts[-1]:
             self.stage_starts.append(start)
-        if not self.finest_grid:
-            self.histogram = [0] * (int(self.stages[0]["steps"]) if self.stages else e.steps)
+        if not self.finest_grid:  # until the first histogram event: empty bars over the finest grid
+            steps = count(self.stages[0].get("steps"), e.steps) if self.stages else e.steps
+            self.histogram = [0] * steps if steps <= MAX_TIMESTEPS else []
 
     def _on_loss(self, e: ev.LossEvent) -> None:
         if e.update is None:  # a train run's (counted in steps): nothing this screen shows
@@ -106,13 +133,14 @@ class RunState:
         self.update = e.update
         if e.nfe is not None:
             self.nfe = e.nfe
-        if e.loss is not None:
+        if plottable(e.loss):  # None: a skipped update; NaN, inf or absurd: a gap too
             self.updates.append(self.update)
             self.losses.append(float(e.loss))
             self.times.append(e.time or 0.0)
 
     def _on_histogram(self, e: ev.HistogramEvent) -> None:
-        self.finest_grid, self.histogram = list(e.finest_grid), list(e.per_index)
+        if len(e.per_index) <= MAX_TIMESTEPS and len(e.finest_grid) <= MAX_TIMESTEPS:  # no grid is finer
+            self.finest_grid, self.histogram = list(e.finest_grid), list(e.per_index)
 
     def _on_samples(self, e: ev.SamplesEvent) -> None:
         if e.update is None:
@@ -124,7 +152,8 @@ class RunState:
         self.snapshots[e.steps] = Path(e.path)
 
     def _on_quality(self, e: ev.QualityEvent) -> None:
-        self.quality.append((e.update, e.steps, e.psnr))
+        if plottable(e.psnr):
+            self.quality.append((e.update, e.steps, float(e.psnr)))
 
     def _on_stage_end(self, e: ev.StageEndEvent) -> None:
         """The run jumps to its stage's last update: the next stage starts after it, and the speed is measured
@@ -137,7 +166,7 @@ class RunState:
 
     def _on_restore(self, e: ev.RestoreEvent) -> None:
         self.update = max(self.update, e.update)
-        self.restores.append((e.update, e.steps, e.psnr))
+        self.restores.append((e.update, e.steps, float(e.psnr) if plottable(e.psnr) else None))
 
     def _on_resume(self, e: ev.ResumeEvent) -> None:
         """Updates after the checkpoint are done again: drop what the interrupted process logged for them."""
@@ -167,7 +196,8 @@ class RunState:
         if e.update is not None:
             self.update = e.update
         self.model = Path(e.model)
-        self.wall_seconds = e.wall_seconds
+        wall = e.wall_seconds
+        self.wall_seconds = float(wall) if plottable(wall) and wall >= 0 else None
         if e.nfe is not None:
             self.nfe = sum(e.nfe.values())
 
@@ -189,13 +219,17 @@ class RunState:
         n = min(len(self.times) - self.rate_from, RATE_WINDOW)
         if n < 2 or self.times[-1] <= self.times[-n]:
             return None
-        return (self.updates[-1] - self.updates[-n]) / (self.times[-1] - self.times[-n])
+        return _positive((self.updates[-1] - self.updates[-n]) / (self.times[-1] - self.times[-n]))
+
+    def average_rate(self) -> float | None:
+        """Updates per second over a finished run's whole time."""
+        return _positive(self.update / self.wall_seconds) if self.ended and self.wall_seconds else None
 
     def eta_seconds(self) -> float | None:
         rate = self.rate()
         if rate is None or self.ended or not self.total_updates:
             return None
-        return max(0.0, (self.total_updates - self.update) / rate)
+        return _positive(max(0.0, (self.total_updates - self.update) / rate), zero=True)
 
     def stage_text(self) -> str:
         if self.stage is None:
@@ -226,6 +260,11 @@ HANDLERS: dict[type[ev.Event], Callable[[RunState, Any], None]] = {
     ev.InterruptedEvent: RunState._on_interrupted, ev.WarningEvent: RunState._on_warning,
     ev.ErrorEvent: RunState._on_error, ev.EndEvent: RunState._on_end,
 }  # a kind without a handler (checkpoint, a newer dsd's) still counts as activity
+
+
+def _positive(value: float, zero: bool = False) -> float | None:
+    """A rate or a duration worth showing: finite and above zero (or zero, if `zero`); else None."""
+    return value if math.isfinite(value) and (value > 0 or (zero and value == 0)) else None
 
 
 def restore_of(end: StageEnd, restores: list[tuple[int, int, float | None]]) -> tuple[int, int, float | None] | None:

@@ -11,6 +11,8 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from dsd_core.text import safe_text
+
 # At most 21 lines of at most 76 columns, so the whole help shows at 80×24. `\\[` here is markup's `\[`,
 # a literal `[`.
 HELP = """\
@@ -59,7 +61,7 @@ class QuitScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         runs = "A run is" if len(self.run_dirs) == 1 else f"{len(self.run_dirs)} runs are"
-        folders = "\n".join(f"  [b]{escape(str(d))}[/b]" for d in self.run_dirs)
+        folders = "\n".join(f"  [b]{escape(safe_text(d))}[/b]" for d in self.run_dirs)
         with Vertical(id="quit-box"):
             yield Static(f"{runs} still going:\n{folders}\n[dim]Left running, it keeps writing its run folder; "
                          "dsd-tui --attach RUN_DIR watches it again.[/dim]", id="quit-question")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from dsd_core.runs import RunPaths
+from dsd_core.text import safe_text
 
 from ..export_job import earlier_exports, export_argv, export_reports
 from ..messages import ExportFinished
@@ -54,9 +57,9 @@ class ExportScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"[b]Export to ONNX[/b]  {self.model}\n"
-                     "[dim]one sampler graph (noise → images) per step count, checked against torch[/dim]",
-                     id="export-title")
+        yield Static(Content.from_markup(  # the model's path comes from the run's event log: plain text
+            "[b]Export to ONNX[/b]  $model\n[dim]one sampler graph (noise → images) per step count, checked "
+            "against torch[/dim]", model=safe_text(self.model)), id="export-title")
         with Horizontal(id="export-row"):
             yield Label("step counts", id="export-steps-label")
             yield StepsInput(str(self.steps), id="export-steps", compact=True)
@@ -116,8 +119,8 @@ class ExportScreen(Screen):
         if steps in self.exported:
             table.remove_row(str(steps))
         self.exported[steps] = path
-        table.add_row(path.name, str(steps), f"{report['max_abs_diff']:.1e}  ✓", f"{report['seconds']:.1f}",
-                      key=str(steps))
+        table.add_row(escape(safe_text(path.name)), str(steps), f"{report['max_abs_diff']:.1e}  ✓",
+                      f"{report['seconds']:.1f}", key=str(steps))
 
     @on(ExportFinished)
     def finished(self, message: ExportFinished) -> None:
@@ -128,7 +131,8 @@ class ExportScreen(Screen):
                         f"(tolerance 1e-4) · [b]s[/b] opens the sampler")
         else:
             errors = [ln for ln in message.lines if ln.startswith("error:")] or message.lines[-3:] or ["no output"]
-            text.update("[red]export failed:[/red] " + "\n".join(errors))
+            text.update(Content.from_markup("[red]export failed:[/red] $errors",
+                                            errors="\n".join(map(safe_text, errors))))
         if isinstance(self.focused, Input):  # hand the screen's keys (s, x) back, and the footer with them
             self.query_one("#exports", DataTable).focus()
         self.refresh_bindings()

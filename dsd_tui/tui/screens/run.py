@@ -1,6 +1,7 @@
 """A run, live: loss, agreement, step-frequency histogram, stage, speed, NFE, ETA and previews, tailed from the run's
 event log, and what its process uses; pause, resume, stop. Whatever the run process does, this screen only
-reports it."""
+reports it. What the run's files say (its method, labels, warnings, errors, log lines, its folder's name) is
+shown as plain text: inserted as `Content.from_markup` variables, never as markup, after `safe_text`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from dsd_core.events import EventTail
 from dsd_core.run_lock import holder
 from dsd_core.runs import RunPaths
+from dsd_core.text import safe_text
 
 from ..process import RunProcess, error_line, external_pid, log_tail
 from ..resources import ProcessMeter
@@ -50,7 +53,7 @@ class RunScreen(Screen):
         self.tail = EventTail(self.paths.events_path)
         self.watch_started = time.time()
         self.shown_previews: tuple[Path | None, Path | None] = (None, None)
-        self.problem: str | None = None  # why the run is not running, shown in place
+        self.problem: Content | None = None  # why the run is not running, shown in place
         self.exit_seen = False
         self.meter = ProcessMeter()
         self.outside_pid: int | None = None  # the live process of a run started outside the app, if found
@@ -74,7 +77,7 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.run_dir)
+        self.sub_title = safe_text(self.run_dir)
         self.query_one("#histogram").border_title = "updates per step"
         self.poll()
         self.set_interval(POLL_S, self.poll)
@@ -111,16 +114,15 @@ class RunScreen(Screen):
             code = EXIT_INTERRUPTED
         if code == EXIT_INTERRUPTED:
             if self.checkpointed():
-                self.problem = f"stopped at update {self.state.update}; r resumes from the last checkpoint"
+                self.problem = Content(f"stopped at update {self.state.update}; r resumes from the last checkpoint")
             else:
-                self.problem = f"stopped at update {self.state.update}, before its first checkpoint"
+                self.problem = Content(f"stopped at update {self.state.update}, before its first checkpoint")
         else:
             reason = self.state.error or error_line(self.run_dir) or exit_reason(code)
-            self.problem = f"[b]run failed:[/b] {reason}"
-            if self.checkpointed():
-                self.problem += "; r resumes from the last checkpoint"
+            more = "; r resumes from the last checkpoint" if self.checkpointed() else ""
             if not self.state.error and error_line(self.run_dir) is None:
-                self.problem += "\n" + "\n".join(log_tail(self.run_dir, 3))
+                more += "\n" + "\n".join(map(safe_text, log_tail(self.run_dir, 3)))
+            self.problem = Content.from_markup("[b]run failed:[/b] $reason$more", reason=safe_text(reason), more=more)
 
     def started_outside(self) -> bool:
         """A run going on (as far as its events tell) with no process handle here: started by the CLI."""
@@ -159,7 +161,8 @@ class RunScreen(Screen):
             return
         if first is not None and paths[0] != self.shown_previews[0]:
             self.query_one("#first", TileGrid).load_grid(self.preview_file(first.path), self.run_dir)
-            self.query_one("#first-label", Static).update(f"{first.label} · {self.state.n_to} steps")
+            label = Content(f"{safe_text(first.label)} · {self.state.n_to} steps")
+            self.query_one("#first-label", Static).update(label)
         if latest is not None and paths[1] != self.shown_previews[1]:
             self.query_one("#latest", TileGrid).load_grid(self.preview_file(latest.path), self.run_dir)
             self.query_one("#latest-label", Static).update(f"update {latest.update} · same noise")
@@ -170,7 +173,7 @@ class RunScreen(Screen):
         if s.ended:
             return "[green]finished[/green]"
         if self.problem is not None:
-            return "[red]failed[/red]" if "failed" in self.problem else "[yellow]stopped[/yellow]"
+            return "[red]failed[/red]" if "failed" in self.problem.plain else "[yellow]stopped[/yellow]"
         if s.error and (proc is None or not proc.running):
             return "[red]failed[/red]"
         if s.interrupted and proc is None:
@@ -193,9 +196,9 @@ class RunScreen(Screen):
         moving = phase.endswith(("running[/green]", "watching"))
         rate, eta = (s.rate(), s.eta_seconds()) if moving else (None, None)
         if s.ended and s.wall_seconds:
-            rate = s.update / s.wall_seconds  # the run's average
-        head = f"[b]{s.method.upper() or 'run'}[/b] {s.schedule} {s.n_from}→{s.n_to}" if s.method else "[b]run[/b]"
-        line1 = f"{head} · stage {s.stage_text()} · update {s.update}/{s.total_updates or '?'} · {phase}"
+            rate = s.average_rate()
+        head = f"[b]$method[/b] $schedule {s.n_from}→{s.n_to}" if s.method else "[b]run[/b]"
+        line1 = f"{head} · stage $stage · update {s.update}/{s.total_updates or '?'} · {phase}"
         line2 = (f"{rate:.1f} upd/s" if rate else "– upd/s") + f" · NFE {s.nfe:,}"
         if eta is not None:
             line2 += f" · ETA {format_duration(eta)}"
@@ -211,27 +214,31 @@ class RunScreen(Screen):
         pid = self.run_pid()
         usage = self.meter.text(pid)
         line3 = f"\n[dim]process {pid}[/dim] · {usage}" if usage else ""
-        self.query_one("#run-status", Static).update(line1 + "\n" + line2 + line3)
-        message = self.problem or ""
+        self.query_one("#run-status", Static).update(Content.from_markup(
+            line1 + "\n" + line2 + line3, method=safe_text(s.method.upper()), schedule=safe_text(s.schedule),
+            stage=safe_text(s.stage_text())))
+        message = self.problem or Content("")
         if not message and s.error:
-            message = f"[b]run error:[/b] {s.error}"
+            message = Content.from_markup("[b]run error:[/b] $error", error=safe_text(s.error))
         if not message:
-            message = "\n".join(self.notes())
+            message = Content("\n").join(self.notes())
         widget = self.query_one("#run-message", Static)
         widget.update(message)
         widget.set_class("failed" in phase, "-error")
 
-    def notes(self) -> list[str]:
+    def notes(self) -> list[Content]:
         """What the message line says of a run that has no problem: its latest early stage end, then the way on
         from a finished run, or its latest warning."""
         s, notes = self.state, []
         if ends := s.stage_end_lines():
             more = f" ({len(ends)} stages ended early)" if len(ends) > 1 else ""
-            notes.append(ends[-1] + more)
+            notes.append(Content(safe_text(ends[-1] + more)))
         if s.ended:
-            notes.append("[b]e[/b] exports the distilled model to ONNX, then [b]s[/b] opens the sampler")
+            notes.append(Content.from_markup("[b]e[/b] exports the distilled model to ONNX, then [b]s[/b] opens the "
+                                             "sampler"))
         elif s.warnings:
-            notes.append(f"[yellow]warning:[/yellow] {s.warnings[-1]} ({len(s.warnings)} in all)")
+            notes.append(Content.from_markup(f"[yellow]warning:[/yellow] $warning ({len(s.warnings)} in all)",
+                                             warning=safe_text(s.warnings[-1])))
         return notes
 
     def checkpointed(self) -> bool:

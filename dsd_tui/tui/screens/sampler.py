@@ -17,12 +17,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 from textual.worker import get_current_worker
 
 from dsd_core.solvers_plan import DEFAULT_SAMPLER, LABEL, SAMPLERS, distilled_note
+from dsd_core.text import safe_text
 
 from ..export_job import export_argv, export_reports, export_source, fresh_export
 from ..grid import compose, fit, to_tiles
@@ -174,8 +175,8 @@ class SamplerScreen(Screen):
         if (message.steps, message.solver) != (self.steps, self.solver):
             return  # no longer asked for
         errors = [ln for ln in message.lines if ln.startswith("error:")] or message.lines[-3:] or ["no output"]
-        self.query_one("#sample-info", Static).update(
-            f"[red]export of {message.solver} failed:[/red] " + escape(" ".join(errors)))
+        self.query_one("#sample-info", Static).update(Content.from_markup(
+            f"[red]export of {message.solver} failed:[/red] $errors", errors=safe_text(" ".join(errors))))
 
     @work(thread=True, exclusive=True, group="sample")
     def sample(self, path: Path, seed: int, steps: int, label: int | None, solver: str = DEFAULT_SAMPLER) -> None:
@@ -234,7 +235,7 @@ class SamplerScreen(Screen):
             walk += f" [yellow](distilled for {message.distilled_steps}-step DDIM)[/yellow]"
             if message.sampler not in self.noted:  # said once per solver, in full
                 self.noted.add(message.sampler)
-                self.notify(note, severity="warning", timeout=8)
+                self.notify(safe_text(note), severity="warning", timeout=8, markup=False)  # names the file
         self.query_one("#sample-info", Static).update(
             f"seed {message.seed} · {message.steps} steps · {walk}{' · ' + what if what else ''} · "
             f"[b]{message.seconds * 1000:.0f} ms[/b] for {len(message.images)} images ({provider})")
@@ -245,7 +246,8 @@ class SamplerScreen(Screen):
 
     @on(SamplerFailed)
     def failed(self, message: SamplerFailed) -> None:
-        self.query_one("#sample-info", Static).update(f"[red]sampler error:[/red] {message.error}")
+        self.query_one("#sample-info", Static).update(
+            Content.from_markup("[red]sampler error:[/red] $error", error=safe_text(message.error)))
 
     @on(Select.Changed)
     def choice_changed(self, event: Select.Changed) -> None:
@@ -295,9 +297,9 @@ class SamplerScreen(Screen):
             cols = self.query_one("#samples", TileGrid).cols or len(m.images)
             compose(to_tiles(m.images), cols, -(-len(m.images) // cols), gap=4, scale=8).save(path)
         except OSError as exc:
-            self.notify(f"cannot save {path}: {exc.strerror or exc}", severity="error")
+            self.notify(safe_text(f"cannot save {path}: {exc.strerror or exc}"), severity="error", markup=False)
             return
-        self.notify(f"saved {path}")
+        self.notify(safe_text(f"saved {path}"), markup=False)
 
 
 def steps_limit(counts: list[int], steps: int, delta: int) -> str:

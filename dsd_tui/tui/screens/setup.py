@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from rich.cells import cell_len
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+
+from dsd_core.text import safe_text
 
 from ..catalog import Catalog, load_catalog, method_label
 from ..messages import CatalogLoaded
@@ -185,11 +188,13 @@ class SetupScreen(Screen):
         self.show_recent()
 
     def show_recent(self) -> None:
-        """The runs, their names shortened so that the status column stays in view at any width."""
-        rows = [(run.path.name, method_label(run.method), f"{run.steps} {run.schedule}",
-                 f"{run.update}/{run.updates}", run.status) for run in self.runs]
+        """The runs, their names shortened so that the status column stays in view at any width. Names and
+        settings come from the run folders: made `safe_text`, shortened, then markup-escaped (a DataTable reads a
+        str cell as Rich markup)."""
+        rows = [tuple(map(safe_text, (run.path.name, method_label(safe_text(run.method)), f"{run.steps} {run.schedule}",
+                                      f"{run.update}/{run.updates}", run.status))) for run in self.runs]
         if not rows:
-            rows = [(f"none yet in {self.app.runs_root}/", "", "", "", "")]
+            rows = [(safe_text(f"none yet in {self.app.runs_root}/"), "", "", "", "")]
         table = self.query_one("#recent", DataTable)
         width = table.size.width or self.app.size.width - 2  # before the first layout: the screen less padding
         others = sum(2 + max(cell_len(row[i]) for row in [RECENT_COLUMNS, *rows]) for i in range(1, 5))
@@ -198,7 +203,7 @@ class SetupScreen(Screen):
         cursor = table.cursor_row
         table.clear()
         for name, *rest in rows:
-            table.add_row(shorten(name, name_width), *rest)
+            table.add_row(escape(shorten(name, name_width)), *map(escape, rest))
         table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def selected_run(self) -> RecentRun | None:
@@ -222,4 +227,4 @@ class SetupScreen(Screen):
         else:
             why = "it has no checkpoint yet" if run.status in ("stopped", "failed") else f"it is {run.status}"
             why += f" (pid {run.pid})" if run.pid else ""
-            self.notify(f"cannot resume {run.path.name}: {why}", severity="warning")
+            self.notify(safe_text(f"cannot resume {run.path.name}: {why}"), severity="warning", markup=False)

@@ -1,10 +1,13 @@
-"""The step-frequency histogram: updates per step index of the finest grid, as vertical bars."""
+"""The step-frequency histogram: updates per step index of the finest grid, as vertical bars. A count that is not
+one (negative, NaN, infinite: the log is untrusted) draws as an empty bar."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from ..runstate import plottable
 
 EIGHTHS = " ▁▂▃▄▅▆▇█"
 
@@ -25,7 +28,7 @@ class StepFrequencyBars(Widget):
 
     def render(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
-        counts = list(self.counts)
+        counts = [c if plottable(c) and c > 0 else 0 for c in self.counts]
         if not counts or height < 2:
             return Text("no updates yet", style="dim")
         values = columns(counts, width)

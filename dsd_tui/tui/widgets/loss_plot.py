@@ -1,11 +1,12 @@
 """The loss per update with a smoothed line over it, and a vertical line where each stage begins: the loss
-jumps there (a new, finer grid to learn), which is not divergence (textual-plotext)."""
+jumps there (a new, finer grid to learn), which is not divergence (textual-plotext). A point plotext cannot draw
+(NaN, infinite, beyond `PLOT_LIMIT`: it raises on them) is left out, a gap in the line."""
 
 from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from ..runstate import smooth
+from ..runstate import plottable, smooth
 
 
 def binned(xs: list[int], ys: list[float], bins: int) -> tuple[list[float], list[float]]:
@@ -35,7 +36,9 @@ class LossPlot(PlotextPlot):
         if len(updates) == len(self.updates) and updates[-1:] == self.updates[-1:] \
                 and list(stage_starts) == self.stage_starts:
             return
-        self.updates, self.losses, self.stage_starts = list(updates), list(losses), list(stage_starts)
+        points = [(u, y) for u, y in zip(updates, losses) if plottable(u) and plottable(y)]
+        self.updates, self.losses = [u for u, _ in points], [y for _, y in points]
+        self.stage_starts = [u for u in stage_starts if plottable(u)]
         self.replot()
 
     def boundaries(self) -> list[float]:

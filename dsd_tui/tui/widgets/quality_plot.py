@@ -2,7 +2,8 @@
 samples; higher is better), one line per target step count: each stage is scored at its own step count, so the
 levels differ from stage to stage and only a line's own course matters. Stage starts are marked as on the loss
 plot; each line's best check is starred (the model the run keeps for that step count); a stage that ended early
-gets a red line where it stopped, and a red jump over the updates it skipped, at the level it goes on from."""
+gets a red line where it stopped, and a red jump over the updates it skipped, at the level it goes on from. A
+check plotext cannot draw (a PSNR that is NaN, infinite or beyond `PLOT_LIMIT`) is left out."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from ..runstate import RunState, StageEnd, restore_of
+from ..runstate import RunState, StageEnd, plottable, restore_of
 
 COLORS = ("cyan", "green", "blue+", "white")  # not orange (stage starts), nor red or magenta (early ends)
 TITLE = "agreement dB"
@@ -36,6 +37,8 @@ def series(quality: list[tuple[int, int, float]]) -> list[Series]:
     """One series per step count, in the order the run first checked them (its stages' order)."""
     by_steps: dict[int, Series] = {}
     for update, steps, psnr in quality:
+        if not (plottable(update) and plottable(psnr)):
+            continue
         s = by_steps.setdefault(steps, Series(steps, [], []))
         s.updates.append(update)
         s.psnr.append(psnr)
@@ -51,7 +54,7 @@ def jumps(ends: list[StageEnd], restores: list[tuple[int, int, float | None]],
     for end in ends:
         restore = restore_of(end, restores)
         level = best.get(end.steps) if restore is None or restore[2] is None else restore[2]
-        if level is not None:
+        if plottable(level) and plottable(end.update + end.skipped):
             out.append((end.update, end.update + end.skipped, level))
     return out
 
