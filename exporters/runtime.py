@@ -128,7 +128,7 @@ class OnnxSampler:
             # names `--class` may use: one short string per class, or none
             labels = self.metadata.get("class_names") or None
             if labels is not None and (not isinstance(labels, list) or len(labels) != self.num_classes
-                                       or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in labels)):
+                                       or not all(map(plain_name, labels))):
                 raise ValueError("bad class names")
             self.class_names: tuple[str, ...] | None = None if labels is None else tuple(labels)
             # files from before --sampler walk DDIM; an unknown name is refused like any bad metadata
@@ -273,3 +273,8 @@ def _padded(array: np.ndarray, rows: int) -> np.ndarray:
     if len(array) == rows:
         return array
     return np.concatenate([array, np.repeat(array[:1], rows - len(array), axis=0)])
+
+
+def plain_name(name: object) -> bool:
+    """A class name the metadata may give: a short printable string without markup (the app shows it)."""
+    return isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable() and "[" not in name

@@ -311,3 +311,25 @@ async def test_ctrl_g_without_a_checkpoint_file_marks_the_field(tmp_path, fakes)
         await pilot.pause()
         assert not isinstance(app.screen, ExportScreen) and fakes == []
         assert "give a checkpoint file to sample" in str(app.screen.query_one("#path-error", Static).render())
+
+
+async def test_the_sampler_names_the_classes_its_export_names(tmp_path, fakes, monkeypatch):
+    """An export whose metadata names its classes (emoji categories): the class select and the status line show
+    the names; `c` steps through them."""
+    from dsd_core.classes import EMOJI_CATEGORIES
+
+    monkeypatch.setattr(FakeOnnx, "num_classes", len(EMOJI_CATEGORIES), raising=False)
+    monkeypatch.setattr(FakeOnnx, "class_names", EMOJI_CATEGORIES, raising=False)
+    _, files = ddim_exports(tmp_path)
+    app = DsdApp(runs_root=tmp_path, catalog=CATALOG)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_sampler(app, pilot, files, tmp_path / "onnx")
+        await wait_for(pilot, lambda: screen.class_names == EMOJI_CATEGORIES, what="the class names")
+        options = [str(prompt) for prompt, _ in screen.query_one("#class", Select)._options]
+        assert options[1:] == [f"{k} {name}" for k, name in enumerate(EMOJI_CATEGORIES)]
+        await pilot.press("c")  # class 0 (Select.BLANK is False == 0: it once read as "any class")
+        await wait_for(pilot, lambda: screen.latest.label == 0, what="class 0")
+        assert f"class 0 {EMOJI_CATEGORIES[0]}" in info(screen)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.latest.label == 1, what="class 1")
+        assert f"class 1 {EMOJI_CATEGORIES[1]}" in info(screen)

@@ -65,6 +65,7 @@ class SamplerScreen(Screen):
         self.one_at_a_time = threading.Lock()
         self.seed = 0
         self.num_classes = 0
+        self.class_names: tuple[str, ...] | None = None
         self.latest: SamplesReady | None = None
         self.generations = 0
 
@@ -106,7 +107,8 @@ class SamplerScreen(Screen):
     @property
     def label(self) -> int | None:
         value = self.query_one("#class", Select).value
-        return None if value in (ANY, Select.BLANK) else int(value)
+        # Select.BLANK is False, which equals class 0: compared by identity, or class 0 could never be chosen
+        return None if value is Select.BLANK or value == ANY else int(value)
 
     @property
     def solver(self) -> str:
@@ -199,8 +201,9 @@ class SamplerScreen(Screen):
             except DsdError as exc:
                 self.post_message(SamplerFailed(app_text(exc)))
                 return
-        if sampler.num_classes != self.num_classes:
-            self.app.call_from_thread(self.set_classes, sampler.num_classes)
+        names = getattr(sampler, "class_names", None)
+        if sampler.num_classes != self.num_classes or names != self.class_names:
+            self.app.call_from_thread(self.set_classes, sampler.num_classes, names)
         # what the file walks and what the model was distilled for, as its metadata says
         distilled = (getattr(sampler, "metadata", None) or {}).get("distilled_steps")
         self.post_message(SamplesReady(images, seed, steps, label, seconds, getattr(sampler, "sampler", solver),
@@ -212,13 +215,17 @@ class SamplerScreen(Screen):
         cols, rows = fit(image_shape[-2], image_shape[-1], size.width, size.height, MAX_NUM)
         return cols * rows
 
-    def set_classes(self, num_classes: int) -> None:
-        self.num_classes = num_classes
+    def set_classes(self, num_classes: int, names: tuple[str, ...] | None = None) -> None:
+        """The class select: ids, or the names the export's metadata gives (emoji categories)."""
+        self.num_classes, self.class_names = num_classes, names
         select = self.query_one("#class", Select)
-        select.set_options([("any", ANY)] + [(str(k), k) for k in range(num_classes)])
+        select.set_options([("any", ANY)] + [(self.class_label(k), k) for k in range(num_classes)])
         select.value = ANY
         self.show_classes(num_classes > 0)
         self.refresh_bindings()
+
+    def class_label(self, k: int) -> str:
+        return f"{k} {self.class_names[k]}" if self.class_names and 0 <= k < len(self.class_names) else str(k)
 
     @on(SamplesReady)
     def show(self, message: SamplesReady) -> None:
@@ -228,7 +235,8 @@ class SamplerScreen(Screen):
         grid.set_tiles(to_tiles(message.images))
         sampler = self.samplers.get(message.path)
         provider = getattr(sampler, "provider", "").replace("ExecutionProvider", "")
-        what = f"class {message.label}" if message.label is not None else ("any class" if self.num_classes else "")
+        what = (f"class {self.class_label(message.label)}" if message.label is not None
+                else ("any class" if self.num_classes else ""))
         walk = LABEL.get(message.sampler, message.sampler)
         note = distilled_note(self.model_name, message.distilled_steps, message.sampler)
         if note:
