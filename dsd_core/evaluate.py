@@ -19,9 +19,9 @@ from typing import Callable, ContextManager
 import numpy as np
 from numpy.lib import format as npy_format
 
-from .data import load_digits, read_image_folder
-from .errors import DsdError
-from .features import DigitsFeatures, FeatureExtractor
+from .data import EMOJI_FILES, emoji_split, load_digits, read_emoji, read_image_folder
+from .errors import DsdError, OptionError
+from .features import ClassifierFeatures, FeatureExtractor
 from .images import to_uint8
 from .limits import bytes_in_file
 from .metrics import density_coverage, fd, fd_standard_error, precision_recall
@@ -95,6 +95,13 @@ def digits_reference() -> Reference:
     return Reference("digits", to_uint8(load_digits("train")[0]), to_uint8(load_digits("test")[0]))
 
 
+def emoji_reference(name: str = "emoji16") -> Reference:
+    """The emoji (`emoji` 32 px or `emoji16`) train split, with the held-out test split as the floor."""
+    arrays = read_emoji(name)
+    split = {s: arrays["images"][emoji_split(arrays["category"], arrays["group"], s)] for s in ("train", "test")}
+    return Reference(name, split["train"], split["test"])
+
+
 def folder_reference(path: str | Path) -> Reference:
     """Real images from a folder or npz, split in two halves by a fixed seed: one to compare with, one as floor."""
     images = read_samples(path)
@@ -106,7 +113,22 @@ def folder_reference(path: str | Path) -> Reference:
 
 
 def get_reference(spec: str) -> Reference:
-    return digits_reference() if spec == "digits" else folder_reference(spec)
+    """`digits`, `emoji16`, `emoji` (the shipped data sets' train split; floor: their test split) or a path."""
+    if spec == "digits":
+        return digits_reference()
+    return emoji_reference(spec) if spec in EMOJI_FILES else folder_reference(spec)
+
+
+def named_data(shape: tuple[int, ...], data: str | None = None) -> str | None:
+    """The shipped data set (`digits`, `emoji16`, `emoji`) that a model trained on `data` (its provenance, e.g.
+    `emoji16:train`) or else images of `shape` (H, W, C) belong to: what `dsd eval` compares them with and
+    judges them by unless told; None if none fits."""
+    from .classifier import SPECS
+
+    base = (data or "").split(":")[0]
+    if base in SPECS and SPECS[base].shape == tuple(shape):
+        return base
+    return next((name for name, spec in SPECS.items() if spec.shape == tuple(shape)), None)
 
 
 def scores(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3) -> dict:
@@ -114,6 +136,16 @@ def scores(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3) -> dict:
     density, coverage = density_coverage(real_feats, fake_feats, k=5)
     return {"fd": fd(real_feats, fake_feats), "precision": precision, "recall": recall,
             "density": density, "coverage": coverage}
+
+
+def check_features(features: FeatureExtractor, reference: Reference) -> None:
+    """A domain classifier reads one image shape: the reference must have it (gray digits features cannot
+    judge RGB emoji, nor the reverse). Inception reads any."""
+    shape, ref = getattr(features, "shape", None), reference.images.shape[1:]
+    if shape is not None and shape != ref:
+        raise OptionError("the {name} features read {shape} images but the reference {ref_name} is {ref}; choose "
+                          "{features} to match it (inception reads any size)", name=features.name, shape=shape,
+                          ref_name=reference.name, ref=ref)
 
 
 def check_samples(samples: np.ndarray, reference: Reference) -> None:
@@ -144,6 +176,7 @@ def evaluate(samples: np.ndarray, reference: Reference, features: FeatureExtract
     `warn` emits a UserWarning first when n is too small to trust (`small_n_message`).
     """
     check_samples(samples, reference)
+    check_features(features, reference)
     said = small_n_message(len(samples), features.dim)
     if warn and said:
         warnings.warn(said, UserWarning, stacklevel=2)
@@ -152,7 +185,7 @@ def evaluate(samples: np.ndarray, reference: Reference, features: FeatureExtract
                "images"):
         ref_f, held_f = features(ref), features(held)
         labels = None
-        if isinstance(features, DigitsFeatures):  # one pass gives both the features and the predicted classes
+        if isinstance(features, ClassifierFeatures):  # one pass gives both the features and the predicted classes
             sample_f, labels = features.classify(samples)
         else:
             sample_f = features(samples)

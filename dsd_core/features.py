@@ -1,6 +1,7 @@
 """Feature extractors for evaluation, behind one interface: uint8 images (N, H, W, C) → features (N, D).
 
-- `digits`: the shipped digits classifier's 64-d penultimate layer (Inception means nothing at 8×8).
+- `digits`, `emoji16`, `emoji`: the 64-d penultimate layer of the shipped classifier of that data set
+  (`classifier.py`): domain classifiers, not Inception (which means nothing at 8×8 and little at 16 px).
 - `inception`: Inception-v3 pool features (2048-d, the FID network) through torch-fidelity, from a weights
   file the user has on disk. The file is first opened with torch's weights-only loader, which refuses any
   pickle that would run code, before torch-fidelity reads it.
@@ -20,7 +21,8 @@ from .errors import DsdError, OptionError
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
-FEATURE_NAMES = ("digits", "inception")
+CLASSIFIER_FEATURES = ("digits", "emoji16", "emoji")
+FEATURE_NAMES = (*CLASSIFIER_FEATURES, "inception")
 
 
 class FeatureExtractor(Protocol):
@@ -30,26 +32,32 @@ class FeatureExtractor(Protocol):
     def __call__(self, images: np.ndarray) -> np.ndarray: ...
 
 
-class DigitsFeatures:
-    """The shipped digits classifier; also reports the predicted class of each image."""
+class ClassifierFeatures:
+    """A data set's shipped classifier (`classifier.SPECS`); also reports the predicted class of each image.
+    `shape` is the (H, W, C) of the images it reads, so a mismatch is refused before any work."""
 
-    name = "digits"
+    def __init__(self, data: str = "digits", path: str | Path | None = None):
+        from .classifier import FEATURE_DIM, get_spec, load_classifier
 
-    def __init__(self, path: str | Path | None = None):
-        from .classifier import FEATURE_DIM, load_classifier
-
-        self.dim = FEATURE_DIM
-
-        path = path or Path(str(resources.files("dsd_core.assets").joinpath("digits_classifier.safetensors")))
-        self.model, self.meta = load_classifier(path)
+        spec = get_spec(data)
+        self.name, self.dim, self.shape = data, FEATURE_DIM, spec.shape
+        path = path or Path(str(resources.files("dsd_core.assets").joinpath(spec.asset)))
+        self.model, self.meta = load_classifier(path, data)
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from .classifier import classify
 
-        return classify(self.model, images)
+        return classify(self.model, images, data=self.name)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.classify(images)[0]
+
+
+class DigitsFeatures(ClassifierFeatures):
+    """The shipped digits classifier."""
+
+    def __init__(self, path: str | Path | None = None):
+        super().__init__("digits", path)
 
 
 class InceptionFeatures:
@@ -92,8 +100,8 @@ class InceptionFeatures:
 def get_extractor(
     name: str, inception: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> FeatureExtractor:
-    if name == "digits":
-        return DigitsFeatures()
+    if name in CLASSIFIER_FEATURES:
+        return ClassifierFeatures(name)
     if name == "inception":
         return InceptionFeatures(inception, device)
     raise DsdError(f"unknown features {name!r}; choose one of {', '.join(FEATURE_NAMES)}")

@@ -13,7 +13,7 @@ COMMANDS = {
     "train": LazyCommand("train", "train", "Train a diffusion UNet from scratch (resumable)."),
     "info": LazyCommand("info", "info", "Show a model's architecture, parameters, schedule and provenance."),
     "train-classifier": LazyCommand("classifier", "train_classifier",
-                                    "Train the digits classifier whose features dsd eval uses."),
+                                    "Train a domain classifier (digits, emoji) whose features dsd eval uses."),
     "eval": LazyCommand("evaluate", "eval_command",
                         "Score samples or a model: FD, precision/recall, density/coverage, with the data's floor."),
     "sample": LazyCommand("sample", "sample", "Sample images with DDIM (torch, or onnxruntime for an .onnx model).",

@@ -22,14 +22,16 @@ from dsd_core.errors import DsdError, OptionError
 from dsd_core.evaluate import (
     MIN_SAMPLES,
     across_seeds,
+    check_features,
     check_samples,
     evaluate,
     get_reference,
+    named_data,
     per_class_accuracy,
     read_samples,
     small_n_message,
 )
-from dsd_core.features import get_extractor
+from dsd_core.features import FEATURE_NAMES, get_extractor
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
 from dsd_core.limits import MAX_BATCH, MAX_NUM, MAX_SEED, at_most, check_batch, check_held
@@ -86,8 +88,13 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="With --model: noise seed."),
     seeds: int = typer.Option(1, "--seeds", help="With --model: repeat with seeds SEED…SEED+K−1; report mean ± sd."),
     batch: int = typer.Option(256, "--batch", help="With --model: images per network call."),
-    reference: str = typer.Option("digits", "--reference", help="'digits' or real images (.npz or folder)."),
-    features: str = typer.Option("digits", "--features", help="digits or inception."),
+    reference: str = typer.Option(None, "--reference",
+                                  help="digits, emoji16, emoji (train split; floor: test split) or real images (.npz "
+                                       "or folder). Default: the model's data, else the data set of the samples' "
+                                       "image size."),
+    features: str = typer.Option(None, "--features",
+                                 help=f"{'|'.join(FEATURE_NAMES)}. Default: the reference's data set (for real images, "
+                                      "the one of their size)."),
     inception: Path = typer.Option(None, "--inception", help="FID Inception weights file (for --features inception)."),
     class_spec: str = typer.Option(None, "--class", "-c",
                                    help="With a conditional --model: a class id, all (cycling, default) or none."),
@@ -116,18 +123,28 @@ def eval_command(
                                   first=seed, most=MAX_SEED)
         out = err_console if json_out == "-" else console
         dev = setup_device(device, threads)
-        extractor = get_extractor(features, inception, dev)
-        ref = get_reference(reference)
+        extractor = get_extractor(features, inception, dev) if features else None  # a bad one fails before any work
         if model is None:
             images = read_samples(samples)
+            shape, data = images.shape[1:], None
+        else:
+            loaded = load_model(model, dev)
+            cfg = loaded.model.config
+            shape = (cfg.image_size, cfg.image_size, cfg.in_channels)
+            data = loaded.meta.get("provenance", {}).get("data")
+        ref = get_reference(reference or named_data(shape, data) or "digits")
+        if extractor is None:  # the classifier of the reference's data set (for real images: of their size)
+            extractor = get_extractor(named_data(ref.images.shape[1:], ref.name) or "digits", inception, dev)
+        check_features(extractor, ref)
+        if model is None:
             check_samples(images, ref)
             out.print(f"evaluating {len(images)} samples from {escape(str(samples))} against {escape(ref.name)} "
                       f"({extractor.name} features) on {compute_label(dev)}", highlight=False)
             result = {"samples": str(samples), "steps": None, "sampler": None, "nfe": None,
                       **evaluate(images, ref, extractor, phase)}
         else:
-            result = _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec, guidance,
-                                 dev, out)
+            result = _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec,
+                                 guidance, dev, out)
         _report(result, out)
         if json_out == "-":
             print(json.dumps(result))
@@ -135,10 +152,9 @@ def eval_command(
             atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
 
 
-def _eval_model(model, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev,
+def _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, extractor, class_spec, guidance, dev,
                 out) -> dict:
-    """Sample `num` images per seed (one bar), then score each seed's images."""
-    loaded = load_model(model, dev)
+    """Sample `num` images per seed (one bar) from the `loaded` model, then score each seed's images."""
     steps = steps if steps is not None else (loaded.distilled_steps or 64)
     ddim_timesteps(steps, loaded.schedule.num_timesteps)  # a bad step count fails here, before any sampling
     if num < MIN_SAMPLES:
