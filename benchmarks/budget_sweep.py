@@ -46,7 +46,8 @@ def label(d: dict) -> str:
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
     decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
-    return d["method"] + rule + lr + decay
+    first = ", teacher first" if d.get("teacher_first") else ""
+    return d["method"] + first + rule + lr + decay
 
 
 def read_lines(path: Path) -> list[dict]:

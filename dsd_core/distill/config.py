@@ -44,6 +44,7 @@ class DistillConfig:
     ema_teacher: bool = True
     lockstep: bool = False
     teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
+    teacher_first: bool = False  # DSD updates: the teacher takes the first half-step too (3 NFE, an experiment)
     grad_clip: float = 1.0
     clip_x0: bool = True
     seed: int = defaults.DISTILL_SEED

@@ -9,7 +9,10 @@ TSD, or the EMA with `--ema-teacher`):
     x_{t_2k+2} = DDIM(x_{t_2k+1}; x0̂_T)              where the trajectory continues
     loss = mean_i w(t_2k,i) · mean_pixels (x0̂_s − x0̂_T)²
 
-Two network evaluations per trajectory and update. The teacher's x0̂ (and every DDIM step) is clipped to
+Two network evaluations per trajectory and update. With `teacher_first` the teacher takes the first half-step
+too (x_{t_2k+1} = DDIM(x_{t_2k}; x0̂_teacher), a third evaluation): the target is then fixed by x_{t_2k} alone,
+where the student's own first step leaves it free on a low-noise pair (docs/benchmarks.md, "Why the stage
+teacher still drifts at 2 steps"). The teacher's x0̂ (and every DDIM step) is clipped to
 [−1, 1] when `clip_x0`; the student's x0̂ in the loss is not, so its gradient never vanishes.
 """
 
@@ -81,12 +84,14 @@ def dsd_pair_loss(
     prediction: str,
     weight: str = "authors",
     clip_x0: bool = True,
+    teacher_first: bool = False,
 ) -> PairResult:
     """The loss of one batch of pairs (per-sample timesteps t > t_mid > t_next, t_next = −1 for data)."""
     pred_s = student(x, t)
     x0_s, _ = pred_to_x0_eps(pred_s, x, t, schedule, prediction)
     with torch.no_grad():
-        x_mid = ddim_step(pred_s.detach(), x, t, t_mid, schedule, prediction, clip_x0).prev_sample
+        first = teacher(x, t) if teacher_first else pred_s.detach()
+        x_mid = ddim_step(first, x, t, t_mid, schedule, prediction, clip_x0).prev_sample
         step_t = ddim_step(teacher(x_mid, t_mid), x_mid, t_mid, t_next, schedule, prediction, clip_x0)
     per_sample = weighted_x0_error(x0_s, step_t.pred_x0, t, schedule, weight)
     return PairResult(per_sample.mean(), per_sample.detach(), step_t.prev_sample.detach())

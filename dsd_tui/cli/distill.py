@@ -67,6 +67,9 @@ def distill(
     ema_teacher: bool = typer.Option(D.ema_teacher, "--ema-teacher/--self-teacher",
                                      help="Teacher steps use the EMA weights, or the live weights (the authors')."),
     lockstep: bool = typer.Option(D.lockstep, "--lockstep", help="All trajectories at the same pair (the authors')."),
+    teacher_first: bool = typer.Option(D.teacher_first, "--teacher-first",
+                                       help="DSD updates: the teacher takes the first half-step too (3 NFE per "
+                                            "trajectory; an experiment against the 2-step drift, docs/benchmarks.md)."),
     teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
                                        help="Run DSD's teacher on this many slices of the batch: less peak memory, "
                                             "more time (see docs/benchmarks.md)."),
@@ -159,7 +162,7 @@ def distill(
         if said:
             warnings.warn(said, UserWarning, stacklevel=1)
         stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
-        nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost)
+        nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost, cfg.teacher_first)
         tell(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
              f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
              + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}")

@@ -1,0 +1,53 @@
+"""`--teacher-first`: the teacher takes the first half-step of a DSD pair as well, so the midpoint (and with it
+the target) is fixed by x_t alone. Checked on a closed form, on the run's first update (teacher = student: the
+same loss as DSD's), and for its cost: 3 network evaluations per trajectory and update."""
+
+import torch
+
+from dsd_core.checkpoint import load_model
+from dsd_core.ddim import ddim_step
+from dsd_core.distill.config import DistillConfig
+from dsd_core.distill.dsd import dsd_pair_loss, loss_weight
+from dsd_core.distill.methods import nfe_text
+from dsd_core.distill.runner import Distiller
+from dsd_core.schedule import NoiseSchedule
+
+CPU = torch.device("cpu")
+
+
+def test_the_midpoint_is_the_teachers_step_and_the_target_its_x0_there():
+    schedule = NoiseSchedule("linear")
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    t, t_mid, t_next = (torch.full((3,), v) for v in (700, 500, 300))
+    student = lambda x, t: torch.zeros_like(x)  # noqa: E731  (x0 predictions)
+    teacher = lambda x, t: 0.1 * x  # noqa: E731
+    res = dsd_pair_loss(student, teacher, x, t, t_mid, t_next, schedule, "x0", "constant", False, teacher_first=True)
+    x_mid = ddim_step(0.1 * x, x, t, t_mid, schedule, "x0", False).prev_sample  # the teacher's own step
+    target = 0.1 * x_mid
+    assert torch.allclose(res.per_sample, target.pow(2).flatten(1).mean(1).float(), rtol=1e-6)
+    landing = ddim_step(target, x_mid, t_mid, t_next, schedule, "x0", False).prev_sample
+    assert torch.allclose(res.x_next, landing)
+    student_first = dsd_pair_loss(student, teacher, x, t, t_mid, t_next, schedule, "x0", "constant", False)
+    assert not torch.allclose(student_first.per_sample, res.per_sample)  # there the midpoint is the student's
+    assert torch.equal(loss_weight("constant", t, schedule), torch.ones(3, dtype=torch.float64))
+
+
+def _distiller(tiny_ckpt, run_dir, **kw):
+    cfg = DistillConfig(**{**dict(method="dsd-stage", schedule="iterative", n_from=16, n_to=4, updates=4, batch=6,
+                                  lr=1e-4, sample_every=100, checkpoint_every=100, quality_every=0), **kw})
+    return Distiller(load_model(tiny_ckpt), cfg, run_dir, CPU, "tiny", "sha")
+
+
+def test_the_first_update_equals_dsds_and_costs_three_evaluations(tiny_ckpt, tmp_path):
+    losses = {}
+    for first in (False, True):
+        d = _distiller(tiny_ckpt, tmp_path / str(first), teacher_first=first, updates=2)
+        d.start_stage(0)
+        losses[first] = float(d.step()["loss"])
+    assert losses[True] == losses[False]  # the stage teacher is the student at the start: the same midpoint
+
+    d = _distiller(tiny_ckpt, tmp_path / "run", teacher_first=True)
+    d.run_loop()
+    assert d.nfe["updates"] == 3 * 6 * 4
+    said = nfe_text("dsd-stage", d.methods, 1, True)
+    assert said == "DSD (stage teacher), teacher first 3 NFE per trajectory and update"
