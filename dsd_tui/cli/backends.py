@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from rich.markup import escape
+from rich.text import Text
 
 from dsd_core.classes import class_ids, class_names_of
 from dsd_core.errors import DsdError
 from dsd_core.images import to_uint8
 from dsd_core.solvers_plan import distilled_note
+from dsd_core.text import safe_text
 
-from .common import compute_label, err_console, setup_device
+from .common import compute_label, err_console, say, setup_device
 
 Batches = Callable[[int, int, int], Iterator[np.ndarray]]  # (num, seed, batch) → uint8 (n, H, W, C) batches
 
@@ -78,7 +79,7 @@ def say_distilled(model: str, distilled_steps: int | None, sampler: str) -> None
     """A distilled model walked by another sampler than DDIM: allowed, and said (on stderr)."""
     note = distilled_note(model, distilled_steps, sampler)
     if note:
-        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+        say("note", "", note)
 
 
 def ort_provider(device: str | None) -> str:
@@ -123,13 +124,13 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
         named = model or f"{default_model(steps)} (the default)"
         model = model or default_model(steps)
 
-        def say(p: Path, why: str | None) -> None:
+        def announce(p: Path, why: str | None) -> None:
             again = "" if why is None else f"the cached export {p} is not this model's ({why}); "
-            err_console.print(escape(f"{again}exporting {model} to the ONNX cache ({p}); later runs reuse it"),
-                              highlight=False, soft_wrap=True)
+            err_console.print(Text(safe_text(f"{again}exporting {model} to the ONNX cache ({p}); later runs reuse it")),
+                              highlight=False, soft_wrap=True, emoji=False)
 
         def export(broken: str | None = None) -> tuple[Path, int]:
-            return cached_export(model, steps, spacing or "trailing", True if clip is None else clip, say,
+            return cached_export(model, steps, spacing or "trailing", True if clip is None else clip, announce,
                                  sampler_name or "ddim", broken)
 
         path, steps = export()
