@@ -236,19 +236,26 @@ def test_recent_runs_say_how_far_each_got(tmp_path):
     assert {r.path.name: r for r in recent_runs(tmp_path)}["b"].resumable
 
 
-def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkeypatch):
-    """Escalation from SIGINT to SIGTERM (a regression: poll → signal → poll recursed without end)."""
+def _stopped_child_ignoring(signals: str, tmp_path, monkeypatch):
+    """A child that ignores `signals` (e.g. "SIGINT, SIGTERM"), started as the app starts runs, then asked to
+    stop with a grace of 0.2 s; returns it and the deadline of the test."""
     from dsd_tui.tui import process as process_module
 
     monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.2)
-    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)")
+    ignore = "".join(f"signal.signal(signal.{name.strip()}, signal.SIG_IGN); " for name in signals.split(","))
+    code = f"import signal, sys, time; {ignore}print('ready', flush=True); time.sleep(60)"
     proc = process_module.RunProcess.start([sys.executable, "-c", code], tmp_path)
     deadline = time.monotonic() + 30
     while b"ready" not in (tmp_path / process_module.LOG_FILE).read_bytes():
         assert time.monotonic() < deadline, "the child never started"
         time.sleep(0.05)
     proc.stop()
+    return proc, deadline
+
+
+def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkeypatch):
+    """Escalation from SIGINT to SIGTERM (a regression: poll → signal → poll recursed without end)."""
+    proc, deadline = _stopped_child_ignoring("SIGINT", tmp_path, monkeypatch)
     time.sleep(0.5)
     assert proc.poll() is None  # SIGINT ignored; SIGTERM sent by this poll, past the grace
     while proc.poll() is None:
@@ -259,17 +266,7 @@ def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace(tmp_path, monkey
 
 def test_a_run_that_ignores_sigint_and_sigterm_gets_sigkill_a_grace_later(tmp_path, monkeypatch):
     """SIGTERM checkpoints like SIGINT, so a run stuck in a native call may outlive both: SIGKILL ends it."""
-    from dsd_tui.tui import process as process_module
-
-    monkeypatch.setattr(process_module, "STOP_GRACE_S", 0.2)
-    code = ("import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)")
-    proc = process_module.RunProcess.start([sys.executable, "-c", code], tmp_path)
-    deadline = time.monotonic() + 30
-    while b"ready" not in (tmp_path / process_module.LOG_FILE).read_bytes():
-        assert time.monotonic() < deadline, "the child never started"
-        time.sleep(0.05)
-    proc.stop()
+    proc, deadline = _stopped_child_ignoring("SIGINT, SIGTERM", tmp_path, monkeypatch)
     while proc.poll() is None:
         assert time.monotonic() < deadline, "SIGKILL did not end the child"
         time.sleep(0.05)
