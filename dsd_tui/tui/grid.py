@@ -66,15 +66,14 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _native(tile: np.ndarray) -> np.ndarray:
-    """Undo nearest-neighbour upscaling: the largest block size the tile is made of."""
-    h = tile.shape[0]
-    for s in range(h, 1, -1):
-        if h % s == 0 and tile.shape[1] % s == 0:
-            small = tile[::s, ::s]
-            if np.array_equal(small.repeat(s, 0).repeat(s, 1), tile):
-                return small
-    return tile
+def _native(tiles: list[np.ndarray], most: int) -> np.ndarray:
+    """Undo nearest-neighbour upscaling: the largest block size (at most `most`) that every tile is made of, one
+    for all, so that a flat tile (one colour: any block size fits it) is not shrunk alone to another shape."""
+    h, w = tiles[0].shape[:2]
+    for s in range(min(h, w, most), 1, -1):
+        if h % s == 0 and w % s == 0 and all(np.array_equal(t[::s, ::s].repeat(s, 0).repeat(s, 1), t) for t in tiles):
+            return np.stack([t[::s, ::s] for t in tiles])
+    return np.stack(tiles)
 
 
 def tiles_from_grid(path: str | Path, run: str | Path | None = None) -> np.ndarray:
@@ -96,7 +95,11 @@ def tiles_from_grid(path: str | Path, run: str | Path | None = None) -> np.ndarr
     sizes = {(r1 - r0, c1 - c0) for r0, r1 in rows for c0, c1 in cols}
     if not rows or not cols or len(sizes) != 1:
         return image[None]
-    return np.stack([_native(image[r0:r1, c0:c1]) for r0, r1 in rows for c0, c1 in cols])
+    pad = min(rows[0][0], cols[0][0])  # make_grid's gap is max(1, scale // 2): its scale is at most 2·gap + 1
+    tiles = [image[r0:r1, c0:c1] for r0, r1 in rows for c0, c1 in cols]
+    while (len(tiles) - 1) % len(cols) and (tiles[-1] == GAP_VALUE).all():
+        tiles.pop()  # an empty place make_grid left after the last image (8 images on 3 × 3), not an image
+    return _native(tiles, 2 * pad + 1 if pad else image.shape[0])
 
 
 def fit(tile_h: int, tile_w: int, cells_w: int, cells_h: int, count: int) -> tuple[int, int]:
