@@ -46,7 +46,8 @@ def label(d: dict) -> str:
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
     decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
-    first = ", teacher first" if d.get("teacher_first") else ""
+    first = {True: ", teacher first", "all": ", teacher first",
+             "last": ", teacher first in the last stage"}.get(d.get("teacher_first"), "")
     return d["method"] + first + rule + lr + decay
 
 

@@ -2,6 +2,7 @@
 the target) is fixed by x_t alone. Checked on a closed form, on the run's first update (teacher = student: the
 same loss as DSD's), and for its cost: 3 network evaluations per trajectory and update."""
 
+import pytest
 import torch
 
 from dsd_core.checkpoint import load_model
@@ -10,6 +11,7 @@ from dsd_core.distill.config import DistillConfig
 from dsd_core.distill.dsd import dsd_pair_loss, loss_weight
 from dsd_core.distill.methods import nfe_text
 from dsd_core.distill.runner import Distiller
+from dsd_core.errors import DsdError, OptionError
 from dsd_core.schedule import NoiseSchedule
 
 CPU = torch.device("cpu")
@@ -40,14 +42,38 @@ def _distiller(tiny_ckpt, run_dir, **kw):
 
 def test_the_first_update_equals_dsds_and_costs_three_evaluations(tiny_ckpt, tmp_path):
     losses = {}
-    for first in (False, True):
-        d = _distiller(tiny_ckpt, tmp_path / str(first), teacher_first=first, updates=2)
+    for first in ("off", "all"):
+        d = _distiller(tiny_ckpt, tmp_path / first, teacher_first=first, updates=2)
         d.start_stage(0)
         losses[first] = float(d.step()["loss"])
-    assert losses[True] == losses[False]  # the stage teacher is the student at the start: the same midpoint
+    assert losses["all"] == losses["off"]  # the stage teacher is the student at the start: the same midpoint
 
-    d = _distiller(tiny_ckpt, tmp_path / "run", teacher_first=True)
+    d = _distiller(tiny_ckpt, tmp_path / "run", teacher_first="all")
     d.run_loop()
     assert d.nfe["updates"] == 3 * 6 * 4
-    said = nfe_text("dsd-stage", d.methods, 1, True)
+    said = nfe_text("dsd-stage", d.methods, 1, "all")
     assert said == "DSD (stage teacher), teacher first 3 NFE per trajectory and update"
+
+
+def test_last_takes_the_teachers_first_step_only_in_the_last_stage(tiny_ckpt, tmp_path):
+    """16 → 4 iteratively is two stages of two updates: 2 NFE per trajectory in the first, 3 in the last."""
+    d = _distiller(tiny_ckpt, tmp_path / "run", teacher_first="last")
+    assert [d.cfg.teacher_first_in(s) for s in d.stages] == [False, True]
+    d.run_loop()
+    assert d.nfe["updates"] == 2 * 6 * 2 + 3 * 6 * 2
+    assert nfe_text("dsd-stage", d.methods, 2, "last") == (
+        "DSD (stage teacher) 4 NFE per trajectory and update with guidance (6 in the last stage, teacher first)")
+
+
+def test_a_run_saved_with_the_flag_reads_as_all_or_off_and_a_wrong_choice_names_them():
+    assert DistillConfig(teacher_first=True).teacher_first == "all"
+    assert DistillConfig(teacher_first=False).teacher_first == "off"
+    with pytest.raises(OptionError, match="off, last, all"):
+        DistillConfig(teacher_first="first")
+
+
+def test_a_run_config_file_with_the_old_flag_still_resumes():
+    from dsd_core.checks import config_from_file
+    assert config_from_file(DistillConfig, {"teacher_first": False}, "config.json", "distill").teacher_first == "off"
+    with pytest.raises(DsdError, match="distill.teacher_first"):
+        config_from_file(DistillConfig, {"teacher_first": 3}, "config.json", "distill")

@@ -23,6 +23,7 @@ from .stepping import Stage, build_stages
 KEEP = ("auto", "best", "last")
 KEEP_BEST_FOR = ("dsd", "dsd-anchor")
 LR_DECAYS = ("constant", "cosine")
+TEACHER_FIRST = ("off", "last", "all")  # DSD stages whose teacher takes the first half-step too
 MIN_FD_SAMPLES = 100
 
 
@@ -44,7 +45,8 @@ class DistillConfig:
     ema_teacher: bool = True
     lockstep: bool = False
     teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
-    teacher_first: bool = False  # DSD updates: the teacher takes the first half-step too (3 NFE, an experiment)
+    # DSD stages whose teacher takes the first half-step too (3 NFE): off, last or all (a bool in older runs)
+    teacher_first: str | bool = "off"
     grad_clip: float = 1.0
     clip_x0: bool = True
     seed: int = defaults.DISTILL_SEED
@@ -103,9 +105,19 @@ class DistillConfig:
         if self.lr_decay not in LR_DECAYS:
             raise OptionError("unknown choice {value!r}; choose one of {names}", "lr_decay", value=self.lr_decay,
                               names=", ".join(LR_DECAYS))
+        if isinstance(self.teacher_first, bool):  # a run of the one dsd version where it was a flag
+            self.teacher_first = "all" if self.teacher_first else "off"
+        if self.teacher_first not in TEACHER_FIRST:
+            raise OptionError("unknown choice {value!r}; choose one of {names}", "teacher_first",
+                              value=self.teacher_first, names=", ".join(TEACHER_FIRST))
         at_least(0, pd_stages=self.pd_stages)
         below_one(ema_decay=self.ema_decay)
         check_guidance_scale(self.guidance)
+
+    def teacher_first_in(self, stage: Stage) -> bool:
+        """Whether the teacher takes the first half-step of this stage's DSD pairs: in every stage, or only in
+        the last, whose long low-noise pair ties the image to its noise most weakly (docs/benchmarks.md)."""
+        return self.teacher_first == "all" or (self.teacher_first == "last" and stage.target_steps == self.n_to)
 
     def check_batches(self, image_values: int) -> None:
         """The noise the run's batches hold for a model of `image_values` (C × H × W) numbers per image: its

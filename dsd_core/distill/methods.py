@@ -26,18 +26,20 @@ def stage_methods(method: str, n_stages: int, pd_stages: int = 0) -> list[str]:
     return ["dsd"] * (n_stages - n_pd) + ["pd"] * n_pd
 
 
-def nfe_text(method: str, methods: list[str], guided_cost: int = 1, teacher_first: bool = False) -> str:
+def nfe_text(method: str, methods: list[str], guided_cost: int = 1, teacher_first: str = "off") -> str:
     """The network evaluations of an update for the methods a run actually uses, e.g. `DSD 2 NFE per
     trajectory and update`; `guided_cost` 2 when classifier-free guidance doubles the DSD update, one more per
-    trajectory when the teacher takes the first half-step too."""
+    trajectory in the stages where the teacher takes the first half-step too (`teacher_first` last or all)."""
     parts = []
     if "dsd" in methods:
         guided = " with guidance" if guided_cost > 1 else ""
         name = {"tsd": "TSD", "dsd-anchor": "anchored DSD", "dsd-stage": "DSD (stage teacher)"}.get(method, "DSD")
         anchored = f" plus {guided_cost} per anchored sample" if method == "dsd-anchor" else ""
-        first = ", teacher first" if teacher_first else ""
-        parts.append(f"{name}{first} {(NFE_PER_SAMPLE['dsd'] + teacher_first) * guided_cost} NFE per trajectory and "
-                     f"update{guided}{anchored}")
+        nfe = NFE_PER_SAMPLE["dsd"] * guided_cost
+        first = ", teacher first" if teacher_first == "all" else ""
+        last = f" ({nfe + guided_cost} in the last stage, teacher first)" if teacher_first == "last" else ""
+        parts.append(f"{name}{first} {nfe + guided_cost * (teacher_first == 'all')} NFE per trajectory and "
+                     f"update{guided}{anchored}{last}")
     if "pd" in methods:
         parts.append(f"PD {NFE_PER_SAMPLE['pd']} NFE per image and update")
     return ", ".join(parts)

@@ -67,9 +67,10 @@ def distill(
     ema_teacher: bool = typer.Option(D.ema_teacher, "--ema-teacher/--self-teacher",
                                      help="Teacher steps use the EMA weights, or the live weights (the authors')."),
     lockstep: bool = typer.Option(D.lockstep, "--lockstep", help="All trajectories at the same pair (the authors')."),
-    teacher_first: bool = typer.Option(D.teacher_first, "--teacher-first",
-                                       help="DSD updates: the teacher takes the first half-step too (3 NFE per "
-                                            "trajectory; an experiment against the 2-step drift, docs/benchmarks.md)."),
+    teacher_first: str = typer.Option(D.teacher_first, "--teacher-first",
+                                      help="DSD stages whose teacher takes the first half-step too (3 NFE per "
+                                           "trajectory): off, last or all; against the 2-step drift, "
+                                           "docs/benchmarks.md."),
     teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
                                        help="Run DSD's teacher on this many slices of the batch: less peak memory, "
                                             "more time (see docs/benchmarks.md)."),

@@ -17,7 +17,8 @@ class DsdUpdate(MethodUpdate):
 
     @property
     def nfe_per_sample(self) -> int:
-        return (NFE_PER_SAMPLE["dsd"] + self.run.cfg.teacher_first) * self.run.guided_cost
+        r = self.run
+        return (NFE_PER_SAMPLE["dsd"] + r.cfg.teacher_first_in(r.stages[max(r.pool_stage, 0)])) * r.guided_cost
 
     def teacher(self) -> Callable:
         return self.run.ema.shadow if self.run.cfg.ema_teacher else self.run.model
@@ -38,7 +39,7 @@ class DsdUpdate(MethodUpdate):
         teacher = in_chunks(r.guided(self.teacher()), r.cfg.teacher_chunks)
         res = dsd_pair_loss(lambda x, t: student(x, t, labels), lambda x, t: teacher(x, t, labels), pool.x, t,
                             t_mid, t_next, r.schedule, r.prediction, r.cfg.weight, r.cfg.clip_x0,
-                            r.cfg.teacher_first)
+                            r.cfg.teacher_first_in(stage))
         return UpdateBatch(res, k, t)
 
     def finish(self, batch: UpdateBatch) -> None:
