@@ -19,6 +19,7 @@ from typing import Callable, ContextManager
 import numpy as np
 from numpy.lib import format as npy_format
 
+from .classes import EMOJI_CATEGORIES
 from .data import EMOJI_FILES, emoji_split, load_digits, read_emoji, read_image_folder
 from .errors import DsdError, OptionError
 from .features import ClassifierFeatures, FeatureExtractor
@@ -37,11 +38,13 @@ SMALL_N = 200
 
 @dataclass
 class Reference:
-    """Real images that samples are compared with, and held-out real images that give the floor."""
+    """Real images that samples are compared with, and held-out real images that give the floor; for a labelled
+    data set, how many of `images` each class has (in id order), which `--class data` samples in proportion."""
 
     name: str
     images: np.ndarray
     held_out: np.ndarray
+    label_counts: np.ndarray | None = None
 
 
 def npz_member_header(path: Path, name: str = "arr_0") -> tuple[tuple[int, ...], np.dtype]:
@@ -92,14 +95,16 @@ def read_samples(path: str | Path) -> np.ndarray:
 
 def digits_reference() -> Reference:
     """The digits the default model was trained on, with the held-out test split as the floor."""
-    return Reference("digits", to_uint8(load_digits("train")[0]), to_uint8(load_digits("test")[0]))
+    (images, labels), held_out = load_digits("train"), load_digits("test")[0]
+    return Reference("digits", to_uint8(images), to_uint8(held_out), np.bincount(labels.numpy(), minlength=10))
 
 
 def emoji_reference(name: str = "emoji16") -> Reference:
     """The emoji (`emoji` 32 px or `emoji16`) train split, with the held-out test split as the floor."""
     arrays = read_emoji(name)
-    split = {s: arrays["images"][emoji_split(arrays["category"], arrays["group"], s)] for s in ("train", "test")}
-    return Reference(name, split["train"], split["test"])
+    train, test = (emoji_split(arrays["category"], arrays["group"], s) for s in ("train", "test"))
+    counts = np.bincount(arrays["category"][train], minlength=len(EMOJI_CATEGORIES))
+    return Reference(name, arrays["images"][train], arrays["images"][test], counts)
 
 
 def folder_reference(path: str | Path) -> Reference:

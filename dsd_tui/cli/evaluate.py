@@ -17,7 +17,7 @@ from rich.table import Table
 from dsd_core.atomic import atomic_write_bytes
 from dsd_core.checkpoint import load_model
 from dsd_core.checks import check_seed
-from dsd_core.classes import class_names_of
+from dsd_core.classes import class_ids, class_names_of
 from dsd_core.errors import DsdError, OptionError
 from dsd_core.evaluate import (
     MIN_SAMPLES,
@@ -97,7 +97,9 @@ def eval_command(
                                       "the one of their size)."),
     inception: Path = typer.Option(None, "--inception", help="FID Inception weights file (for --features inception)."),
     class_spec: str = typer.Option(None, "--class", "-c",
-                                   help="With a conditional --model: a class id, all (cycling, default) or none."),
+                                   help="With a conditional --model: a class id or name, all (cycling, default), "
+                                        "data (the proportions of the --reference's labels: digits, emoji16, "
+                                        "emoji) or none."),
     guidance: float = typer.Option(None, "--guidance", "-w", help="With a conditional --model: guidance w."),
     json_out: str = typer.Option(None, "--json",
                                  help="Also write the result as one JSON object to this file ('-': stdout, which "
@@ -171,7 +173,10 @@ def _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, ext
     check_batch(min(batch, num), image_bytes)
     check_held(num * seeds, image_bytes, why="held for scoring (--num × --seeds)")
     names = class_names_of(loaded.meta.get("provenance", {}).get("data"))
-    classes, w = resolve(loaded.model, loaded.guidance, class_spec, guidance, num, names)
+    data_mix = class_spec is not None and class_spec.strip().lower() == "data"
+    classes, w = resolve(loaded.model, loaded.guidance, None if data_mix else class_spec, guidance, num, names)
+    if data_mix:
+        classes = _data_mix(loaded, ref, num, names)
     said = small_n_message(num, extractor.dim)
     if said:  # before sampling, not after
         warnings.warn(said, UserWarning, stacklevel=1)
@@ -179,6 +184,11 @@ def _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, ext
     note = distilled_note(str(model), loaded.distilled_steps, sampler)
     if note:
         out.print(f"note: {escape(note)}", highlight=False)
+    mix = None if classes is None or class_spec == "none" else _mix(classes, null_class(loaded.model))
+    if data_mix:
+        label = list(names) if names and len(names) == len(mix) else range(len(mix))
+        out.print(f"classes in the proportions of {escape(ref.name)}'s labels: "
+                  + ", ".join(f"{escape(str(label[k]))}: {n}" for k, n in enumerate(mix)), highlight=False)
     out.print(f"evaluating {escape(str(model))} at {steps} steps of {sampler}: {num} samples ({drawn_from}) against "
               f"{escape(ref.name)} ({extractor.name} features) on {compute_label(dev)}", highlight=False)
     counter = NFECounter()
@@ -201,7 +211,9 @@ def _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, ext
         if classes is not None and hasattr(extractor, "classify") and class_spec != "none":
             accuracy.append(per_class_accuracy(extractor.classify(images)[1], classes, null_class(loaded.model)))
     if classes is not None:
-        info.update(classes=class_spec or "all", guidance=w)
+        info.update(classes="data" if data_mix else class_spec or "all", guidance=w)
+        if mix is not None:
+            info["class_mix"] = mix
     result = {**info, **runs[0]}
     if accuracy:
         result["class_accuracy"] = accuracy[0]
@@ -209,6 +221,25 @@ def _eval_model(model, loaded, steps, sampler, num, seed, seeds, batch, ref, ext
         result["seeds"] = seeds
         result["across_seeds"] = across_seeds(runs)
     return result
+
+
+def _mix(classes: np.ndarray, num_classes: int) -> list[int]:
+    """How many samples each class is asked for (the null class aside): the class mix the scores judge."""
+    return np.bincount(classes, minlength=num_classes + 1)[:num_classes].tolist()
+
+
+def _data_mix(loaded, ref, num: int, names) -> np.ndarray:
+    """`--class data`: ids in the proportions of the reference's labels, so that FD does not count a class mix
+    unlike the reference's against the model; one-line errors where the reference has no labels or not the
+    model's number of classes (an unconditional model: `class_ids` says so)."""
+    k = null_class(loaded.model)
+    if k is not None and ref.label_counts is None:
+        raise OptionError("{class} data needs labelled reference images and {name} has no labels; choose "
+                          "{reference} digits, emoji16 or emoji", name=ref.name, field="class")
+    if k is not None and len(ref.label_counts) != k:
+        raise OptionError("{class} data: the reference {name} has {n} classes but this model has {k}",
+                          name=ref.name, n=len(ref.label_counts), k=k)
+    return class_ids("data", num, k, names, ref.label_counts)
 
 
 def _check_json_out(path: Path, force: bool) -> None:
