@@ -1,0 +1,34 @@
+"""Copy a model checkpoint into dsd_core/assets as a built-in, its weights stored as float16.
+
+Run by a maintainer when a new built-in is made (`python scripts/ship_model.py runs/X/model.safetensors NAME`).
+float16 halves the package's share of the larger (RGB) models; dsd loads the weights into its float32 network,
+so sampling runs as before on weights rounded to float16 (docs/benchmarks.md measures what that costs in FD).
+The metadata is copied unchanged; the name still has to be added to `dsd_core/builtins.py`.
+"""
+
+import argparse
+from pathlib import Path
+
+from dsd_core.checkpoint import load_tensors, save_tensors
+
+ASSETS = Path(__file__).resolve().parents[1] / "dsd_core" / "assets"
+
+
+def half_copy(src: Path, dst: Path) -> Path:
+    tensors, meta = load_tensors(src)
+    if meta.get("kind") != "model":
+        raise SystemExit(f"{src} is not a dsd model checkpoint")
+    return save_tensors(dst, {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, meta)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("name", help="the built-in's name, e.g. emoji16-cond")
+    a = p.parse_args()
+    out = half_copy(a.checkpoint, ASSETS / f"{a.name}.safetensors")
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""scripts/ship_model.py: a built-in stored as float16 loads into the float32 network and samples exactly as
+that network with its weights rounded to float16 would."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from dsd_core.checkpoint import load_model, load_tensors
+from dsd_core.sampling import sample
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_half_copy_holds_float16_and_samples_as_the_rounded_weights(tiny_ckpt, tmp_path):
+    out = _script().half_copy(tiny_ckpt, tmp_path / "half.safetensors")
+    tensors, meta = load_tensors(out)
+    original, original_meta = load_tensors(tiny_ckpt)
+    assert meta == original_meta
+    assert {v.dtype for v in tensors.values()} == {torch.float16}
+    assert out.stat().st_size < 0.55 * Path(tiny_ckpt).stat().st_size
+
+    half, full = load_model(out), load_model(tiny_ckpt)
+    assert next(half.model.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        for p in full.model.parameters():
+            p.copy_(p.half().float())
+    assert torch.equal(sample(half, 4, 3, seed=0), sample(full, 4, 3, seed=0))
