@@ -83,7 +83,8 @@ def run(rows: list[Row], updates: int, num: int, only: list[str] | None, base_mo
     for row in rows:
         if only and row.name not in only and str(rows.index(row)) not in only:
             continue
-        cfg = DistillConfig(**{"updates": updates, "sample_every": 10**9, "checkpoint_every": 10**9, **row.config})
+        cfg = DistillConfig(**{"updates": updates, "sample_every": 10**9, "checkpoint_every": 10**9,
+                               "teacher_first": "off", **row.config})  # the rows as published
         base, name, sha = load_base(base_model, torch.device("cpu"))
         with tempfile.TemporaryDirectory() as tmp:
             d = Distiller(base, cfg, tmp, torch.device("cpu"), name, sha)

@@ -16,6 +16,7 @@ DISTILL_TO = 8
 DISTILL_UPDATES = 4000
 DISTILL_BATCH = 64
 DISTILL_LR = 3e-5
+DISTILL_TEACHER_FIRST = "auto"  # dsd-stage: the last stage teacher-first (no 2-step drift, docs/benchmarks.md)
 DISTILL_LR_DECAY = "constant"  # cosine per stage measured the same at 1× to 4× the budget (docs/benchmarks.md)
 DISTILL_SEED = 0
 DISTILL_STOP_WHEN_WORSE = 0  # off: the agreement's best ends stages too early for FD (docs/benchmarks.md)

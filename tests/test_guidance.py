@@ -122,11 +122,14 @@ def test_label_dropout_and_conditional_training(tmp_path):
 
 def test_guided_dsd_doubles_the_nfe_and_records_the_scale(cond_ckpt, tmp_path):
     cfg = DistillConfig(schedule="naive", n_to=2, updates=3, batch=4, guidance=3.0, sample_every=100,
-                        checkpoint_every=2)
+                        checkpoint_every=2, teacher_first="off")
     distiller = Distiller(load_model(cond_ckpt), cfg, tmp_path / "run", torch.device("cpu"))
     path = distiller.run_loop()
     loaded = load_model(path)
     assert loaded.guidance == 3.0 and loaded.meta["provenance"]["nfe_per_update"] == 4 * 4
+    first = Distiller(load_model(cond_ckpt), DistillConfig(**{**cfg.__dict__, "teacher_first": "auto"}),
+                      tmp_path / "first", torch.device("cpu"))  # dsd-stage's last (here: only) stage, teacher first
+    assert load_model(first.run_loop()).meta["provenance"]["nfe_per_update"] == 6 * 4
     labels = distiller.pool.labels
     assert labels is not None and labels.shape == (4,) and int(labels.max()) < 3
     # resuming restores each trajectory's class with the pool

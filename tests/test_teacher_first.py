@@ -77,3 +77,10 @@ def test_a_run_config_file_with_the_old_flag_still_resumes():
     assert config_from_file(DistillConfig, {"teacher_first": False}, "config.json", "distill").teacher_first == "off"
     with pytest.raises(DsdError, match="distill.teacher_first"):
         config_from_file(DistillConfig, {"teacher_first": 3}, "config.json", "distill")
+
+
+def test_auto_is_the_last_stage_for_dsd_stage_and_off_for_the_published_updates():
+    assert DistillConfig(method="dsd-stage").first_rule == "last"
+    for method in ("dsd", "tsd", "dsd-anchor"):
+        assert DistillConfig(method=method).first_rule == "off"
+    assert DistillConfig(method="dsd", teacher_first="all").first_rule == "all"

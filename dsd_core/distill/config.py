@@ -23,7 +23,7 @@ from .stepping import Stage, build_stages
 KEEP = ("auto", "best", "last")
 KEEP_BEST_FOR = ("dsd", "dsd-anchor")
 LR_DECAYS = ("constant", "cosine")
-TEACHER_FIRST = ("off", "last", "all")  # DSD stages whose teacher takes the first half-step too
+TEACHER_FIRST = ("auto", "off", "last", "all")  # DSD stages whose teacher takes the first half-step too
 MIN_FD_SAMPLES = 100
 
 
@@ -45,8 +45,9 @@ class DistillConfig:
     ema_teacher: bool = True
     lockstep: bool = False
     teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
-    # DSD stages whose teacher takes the first half-step too (3 NFE): off, last or all (a bool in older runs)
-    teacher_first: str | bool = "off"
+    # DSD stages whose teacher takes the first half-step too (3 NFE): auto (last for dsd-stage, else off), off,
+    # last or all (a bool in older runs)
+    teacher_first: str | bool = defaults.DISTILL_TEACHER_FIRST
     grad_clip: float = 1.0
     clip_x0: bool = True
     seed: int = defaults.DISTILL_SEED
@@ -114,10 +115,19 @@ class DistillConfig:
         below_one(ema_decay=self.ema_decay)
         check_guidance_scale(self.guidance)
 
+    @property
+    def first_rule(self) -> str:
+        """`teacher_first` with auto resolved: the last stage for dsd-stage, where it ends the 2-step drift at a
+        quarter more NFE (docs/benchmarks.md); off for the other methods, which keep their published update."""
+        if self.teacher_first == "auto":
+            return "last" if self.method == "dsd-stage" else "off"
+        return self.teacher_first
+
     def teacher_first_in(self, stage: Stage) -> bool:
         """Whether the teacher takes the first half-step of this stage's DSD pairs: in every stage, or only in
         the last, whose long low-noise pair ties the image to its noise most weakly (docs/benchmarks.md)."""
-        return self.teacher_first == "all" or (self.teacher_first == "last" and stage.target_steps == self.n_to)
+        rule = self.first_rule
+        return rule == "all" or (rule == "last" and stage.target_steps == self.n_to)
 
     def check_batches(self, image_values: int) -> None:
         """The noise the run's batches hold for a model of `image_values` (C × H × W) numbers per image: its

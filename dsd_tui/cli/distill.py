@@ -69,8 +69,8 @@ def distill(
     lockstep: bool = typer.Option(D.lockstep, "--lockstep", help="All trajectories at the same pair (the authors')."),
     teacher_first: str = typer.Option(D.teacher_first, "--teacher-first",
                                       help="DSD stages whose teacher takes the first half-step too (3 NFE per "
-                                           "trajectory): off, last or all; against the 2-step drift, "
-                                           "docs/benchmarks.md."),
+                                           "trajectory): auto (last for dsd-stage, else off), off, last or all; "
+                                           "against the 2-step drift, docs/benchmarks.md."),
     teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
                                        help="Run DSD's teacher on this many slices of the batch: less peak memory, "
                                             "more time (see docs/benchmarks.md)."),
@@ -163,7 +163,7 @@ def distill(
         if said:
             warnings.warn(said, UserWarning, stacklevel=1)
         stages = " → ".join(f"{s.steps} {m}" for s, m in zip(distiller.stages, distiller.methods))
-        nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost, cfg.teacher_first)
+        nfe = nfe_text(cfg.method, distiller.methods, distiller.guided_cost, cfg.first_rule)
         tell(f"{cfg.method} {cfg.schedule}: grids {stages} (then {cfg.n_to} steps), {cfg.updates} updates "
              f"of batch {cfg.batch} ({nfe}), on {compute_label(dev)}"
              + (f" × {world.size} processes" if world.active else "") + f"; run folder {run_dir}")
