@@ -46,11 +46,11 @@ def label(d: dict) -> str:
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
     decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
-    rule = d.get("teacher_first")
-    if rule == "auto":
-        rule = "last" if d["method"] == "dsd-stage" else "off"
+    teacher_first = d.get("teacher_first")
+    if teacher_first == "auto":
+        teacher_first = "last" if d["method"] == "dsd-stage" else "off"
     first = {True: ", teacher first", "all": ", teacher first",
-             "last": ", teacher first in the last stage"}.get(rule, "")
+             "last": ", teacher first in the last stage"}.get(teacher_first, "")
     return d["method"] + first + rule + lr + decay
 
 
