@@ -48,7 +48,7 @@ def label(d: dict) -> str:
     decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
     teacher_first = d.get("teacher_first")
     if teacher_first == "auto":
-        teacher_first = "last" if d["method"] == "dsd-stage" else "off"
+        teacher_first = "last" if d["method"] == "dsd-stage" and d["n_to"] <= 2 else "off"
     first = {True: ", teacher first", "all": ", teacher first",
              "last": ", teacher first in the last stage"}.get(teacher_first, "")
     return d["method"] + first + rule + lr + decay

@@ -79,8 +79,11 @@ def test_a_run_config_file_with_the_old_flag_still_resumes():
         config_from_file(DistillConfig, {"teacher_first": 3}, "config.json", "distill")
 
 
-def test_auto_is_the_last_stage_for_dsd_stage_and_off_for_the_published_updates():
-    assert DistillConfig(method="dsd-stage").first_rule == "last"
+def test_auto_is_the_last_stage_for_dsd_stage_to_two_steps_and_off_otherwise():
+    assert DistillConfig(method="dsd-stage", n_to=2).first_rule == "last"
+    assert DistillConfig(method="dsd-stage", n_to=1, n_from=8).first_rule == "last"
+    assert DistillConfig(method="dsd-stage", n_to=4).first_rule == "off"
+    assert DistillConfig(method="dsd-stage").first_rule == "off"  # the default job distils to 8 steps
     for method in ("dsd", "tsd", "dsd-anchor"):
-        assert DistillConfig(method=method).first_rule == "off"
+        assert DistillConfig(method=method, n_to=2).first_rule == "off"
     assert DistillConfig(method="dsd", teacher_first="all").first_rule == "all"

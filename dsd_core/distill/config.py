@@ -45,8 +45,8 @@ class DistillConfig:
     ema_teacher: bool = True
     lockstep: bool = False
     teacher_chunks: int = 1  # DSD/TSD teacher on slices of the batch: lower peak memory, more time
-    # DSD stages whose teacher takes the first half-step too (3 NFE): auto (last for dsd-stage, else off), off,
-    # last or all (a bool in older runs)
+    # DSD stages whose teacher takes the first half-step too (3 NFE): auto (last for dsd-stage to ≤ 2 steps, else
+    # off), off, last or all (a bool in older runs)
     teacher_first: str | bool = defaults.DISTILL_TEACHER_FIRST
     grad_clip: float = 1.0
     clip_x0: bool = True
@@ -117,10 +117,11 @@ class DistillConfig:
 
     @property
     def first_rule(self) -> str:
-        """`teacher_first` with auto resolved: the last stage for dsd-stage, where it ends the 2-step drift at a
-        quarter more NFE (docs/benchmarks.md); off for the other methods, which keep their published update."""
+        """`teacher_first` with auto resolved: the last stage for dsd-stage distilling to 2 steps or fewer, where
+        it ends the drift of the long last pair (docs/benchmarks.md); off for 4 steps and more, where the student's
+        own first step converges faster and did not drift, and for the other methods, which keep their update."""
         if self.teacher_first == "auto":
-            return "last" if self.method == "dsd-stage" else "off"
+            return "last" if self.method == "dsd-stage" and self.n_to <= 2 else "off"
         return self.teacher_first
 
     def teacher_first_in(self, stage: Stage) -> bool:

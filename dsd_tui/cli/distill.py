@@ -69,7 +69,8 @@ def distill(
     lockstep: bool = typer.Option(D.lockstep, "--lockstep", help="All trajectories at the same pair (the authors')."),
     teacher_first: str = typer.Option(D.teacher_first, "--teacher-first",
                                       help="DSD stages whose teacher takes the first half-step too (3 NFE per "
-                                           "trajectory): auto (last for dsd-stage, else off), off, last or all; "
+                                           "trajectory): auto (last for dsd-stage to 2 steps, else off), off, last "
+                                           "or all; "
                                            "against the 2-step drift, docs/benchmarks.md."),
     teacher_chunks: int = typer.Option(D.teacher_chunks, "--teacher-chunks",
                                        help="Run DSD's teacher on this many slices of the batch: less peak memory, "
