@@ -3,7 +3,9 @@
 Run by a maintainer when a new built-in is made (`python scripts/ship_model.py runs/X/model.safetensors NAME`).
 float16 halves the package's share of the larger (RGB) models; dsd loads the weights into its float32 network,
 so sampling runs as before on weights rounded to float16 (docs/benchmarks.md measures what that costs in FD).
-The metadata is copied unchanged; the name still has to be added to `dsd_core/builtins.py`.
+The metadata is copied unchanged, but for `--guidance W`: the scale a conditional model samples with when none
+is given (what a distilled model records as the scale it was distilled with). The name still has to be added
+to `dsd_core/builtins.py`.
 """
 
 import argparse
@@ -14,10 +16,12 @@ from dsd_core.checkpoint import load_tensors, save_tensors
 ASSETS = Path(__file__).resolve().parents[1] / "dsd_core" / "assets"
 
 
-def half_copy(src: Path, dst: Path) -> Path:
+def half_copy(src: Path, dst: Path, guidance: float | None = None) -> Path:
     tensors, meta = load_tensors(src)
     if meta.get("kind") != "model":
         raise SystemExit(f"{src} is not a dsd model checkpoint")
+    if guidance is not None:
+        meta = {**meta, "guidance": guidance}
     return save_tensors(dst, {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}, meta)
 
 
@@ -25,8 +29,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("name", help="the built-in's name, e.g. emoji16-cond")
+    p.add_argument("--guidance", type=float, help="default guidance scale of a conditional model")
     a = p.parse_args()
-    out = half_copy(a.checkpoint, ASSETS / f"{a.name}.safetensors")
+    out = half_copy(a.checkpoint, ASSETS / f"{a.name}.safetensors", a.guidance)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
 
 

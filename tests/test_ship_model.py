@@ -1,13 +1,18 @@
 """scripts/ship_model.py: a built-in stored as float16 loads into the float32 network and samples exactly as
 that network with its weights rounded to float16 would."""
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
 import torch
 
-from dsd_core.checkpoint import load_model, load_tensors
+from dsd_core.checkpoint import load_model, load_tensors, save_model
+from dsd_core.models.unet import UNet
 from dsd_core.sampling import sample
+from dsd_core.schedule import NoiseSchedule
+
+from .conftest import TINY
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
 
@@ -33,3 +38,11 @@ def test_a_half_copy_holds_float16_and_samples_as_the_rounded_weights(tiny_ckpt,
         for p in full.model.parameters():
             p.copy_(p.half().float())
     assert torch.equal(sample(half, 4, 3, seed=0), sample(full, 4, 3, seed=0))
+
+
+def test_guidance_sets_the_scale_a_conditional_model_samples_with(tmp_path):
+    torch.manual_seed(2)
+    cond = save_model(tmp_path / "cond.safetensors", UNet(dataclasses.replace(TINY, num_classes=3)),
+                      NoiseSchedule("linear"), "eps", ema=True)
+    out = _script().half_copy(cond, tmp_path / "half.safetensors", guidance=2.0)
+    assert load_model(out).guidance == 2.0 and load_model(cond).guidance is None
