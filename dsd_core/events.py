@@ -80,6 +80,7 @@ class StageEvent(Event):
     method: str | None = None
     target_steps: int
     updates: int
+    teacher_first: bool | None = None  # a DSD stage whose teacher takes the first half-step too (3 NFE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,8 @@
 the target) is fixed by x_t alone. Checked on a closed form, on the run's first update (teacher = student: the
 same loss as DSD's), and for its cost: 3 network evaluations per trajectory and update."""
 
+import json
+
 import pytest
 import torch
 
@@ -60,6 +62,8 @@ def test_last_takes_the_teachers_first_step_only_in_the_last_stage(tiny_ckpt, tm
     d = _distiller(tiny_ckpt, tmp_path / "run", teacher_first="last")
     assert [d.cfg.teacher_first_in(s) for s in d.stages] == [False, True]
     d.run_loop()
+    stages = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [e["teacher_first"] for e in stages if e["event"] == "stage"] == [False, True]  # the log says which
     assert d.nfe["updates"] == 2 * 6 * 2 + 3 * 6 * 2
     assert nfe_text("dsd-stage", d.methods, 2, "last") == (
         "DSD (stage teacher) 4 NFE per trajectory and update with guidance (6 in the last stage, teacher first)")

@@ -395,8 +395,10 @@ class Distiller(ResumableLoop):
         if si != self.pool_stage:
             with phase(self.stage_updates[si].start_label):
                 self.start_stage(si)
+            first = self.cfg.teacher_first_in(self.stages[si]) if self.methods[si] == "dsd" else None
             self.run.event("stage", index=si, steps=self.stages[si].steps, method=self.methods[si],
-                           target_steps=self.stages[si].target_steps, updates=self.stages[si].updates)
+                           target_steps=self.stages[si].target_steps, updates=self.stages[si].updates,
+                           teacher_first=first)
             if self.cfg.patience:  # the stage's starting model is its first candidate: a stage never loses it
                 self.check_quality(self.stages[si].target_steps, phase)
         event = self.step()
