@@ -8,11 +8,12 @@ from pathlib import Path
 # Shipped models: the undistilled default (ε-prediction) and its DSD-distilled versions, one per step count; the
 # same network trained for v-prediction and its DSD-distilled versions (better at every step count: what
 # `dsd sample --steps N` picks); the class-conditional digits model (null class 10, for guidance) and its
-# DSD-distilled 8-step version (w = 3).
+# DSD-distilled 8-step version (w = 3); the colour model, class-conditional on the 10 emoji categories at 16×16
+# (v-prediction, stored as float16, samples at w = 2 by default).
 BUILTIN_MODELS = {name: f"{name}.safetensors" for name in (
     "digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
     "digits-v", "digits-v-dsd8", "digits-v-dsd4", "digits-v-dsd2",
-    "digits-cond", "digits-cond-dsd8")}
+    "digits-cond", "digits-cond-dsd8", "emoji16-cond")}
 
 
 def builtin_path(name: str) -> Path:
