@@ -18,6 +18,8 @@ from pathlib import Path
 
 from quality import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
+from dsd_core.distill.config import DistillConfig, teacher_first_rule
+
 START, END = "<!-- budget-sweep:start -->", "<!-- budget-sweep:end -->"
 STEPS = (8, 4, 2)
 
@@ -46,11 +48,9 @@ def label(d: dict) -> str:
     rule = f", stop after {d['stop_when_worse']}" if d.get("stop_when_worse") and d.get("keep") != "last" and \
         d["method"] in ("dsd", "dsd-anchor") else ""
     decay = ", cosine lr" if d.get("lr_decay", "constant") != "constant" else ""
-    teacher_first = d.get("teacher_first")
-    if teacher_first == "auto":
-        teacher_first = "last" if d["method"] == "dsd-stage" and d["n_to"] <= 2 else "off"
-    first = {True: ", teacher first", "all": ", teacher first",
-             "last": ", teacher first in the last stage"}.get(teacher_first, "")
+    stages = teacher_first_rule(d.get("teacher_first", DistillConfig.FILE_DEFAULTS["teacher_first"]), d["method"],
+                                d["n_to"])
+    first = {"all": ", teacher first", "last": ", teacher first in the last stage"}.get(stages, "")
     return d["method"] + first + rule + lr + decay
 
 

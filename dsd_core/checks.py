@@ -65,7 +65,8 @@ def json_type(value: object) -> str:
 def config_from_file(config_class, data: object, source: object, section: str = "", complete: bool = False):
     """A config dataclass from a JSON object read from a file (a run's config.json, a checkpoint's metadata),
     checked as its flags are: an object, every field present (if `complete`; else a missing field, one an older
-    dsd did not write, takes its default), no other key, each value of its field's type, then the dataclass's
+    dsd did not write, takes its default, or the class's `FILE_DEFAULTS` value where the default has changed
+    since: what the older run ran with), no other key, each value of its field's type, then the dataclass's
     own checks. A file is no more trusted than a flag, and typer checks the
     flags' types: any failure here is one line naming the file and the field, never a TypeError deep inside."""
     name = f"{section}." if section else ""
@@ -83,7 +84,7 @@ def config_from_file(config_class, data: object, source: object, section: str = 
         if not _fits(value, hints[key]):
             raise DsdError(f"{source}: {name}{key} must be {_wanted(hints[key])}, got {str(value)[:40]!r}")
     with fields_of(source, section):
-        return config_class(**data)
+        return config_class(**{**getattr(config_class, "FILE_DEFAULTS", {}), **data})
 
 
 @contextlib.contextmanager

@@ -79,6 +79,9 @@ def test_a_run_saved_with_the_flag_reads_as_all_or_off_and_a_wrong_choice_names_
 def test_a_run_config_file_with_the_old_flag_still_resumes():
     from dsd_core.checks import config_from_file
     assert config_from_file(DistillConfig, {"teacher_first": False}, "config.json", "distill").teacher_first == "off"
+    # a run written before the option ran student-first: resumed, it goes on so, though auto would turn it on
+    older = config_from_file(DistillConfig, {"method": "dsd-stage", "n_to": 2}, "config.json", "distill")
+    assert older.first_rule == "off" and DistillConfig(method="dsd-stage", n_to=2).first_rule == "last"
     with pytest.raises(DsdError, match="distill.teacher_first"):
         config_from_file(DistillConfig, {"teacher_first": 3}, "config.json", "distill")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from .. import defaults
 from ..accel import check_amp
@@ -27,8 +28,23 @@ TEACHER_FIRST = ("auto", "off", "last", "all")  # DSD stages whose teacher takes
 MIN_FD_SAMPLES = 100
 
 
+def teacher_first_rule(value: str | bool, method: str, n_to: int) -> str:
+    """`teacher_first` as a run applies it (off, last or all): a bool is the one dsd version's flag; auto is the
+    last stage for dsd-stage distilling to 2 steps or fewer, where it ends the drift of the long last pair
+    (docs/benchmarks.md); off for 4 steps and more, where the student's own first step converges faster and did
+    not drift, and for the other methods, which keep their update."""
+    if isinstance(value, bool):
+        return "all" if value else "off"
+    if value == "auto":
+        return "last" if method == "dsd-stage" and n_to <= 2 else "off"
+    return value
+
+
 @dataclass
 class DistillConfig:
+    # runs written before `teacher_first` existed took the student's first step in every stage
+    FILE_DEFAULTS: ClassVar[dict[str, object]] = {"teacher_first": "off"}
+
     method: str = defaults.DISTILL_METHOD
     schedule: str = defaults.DISTILL_SCHEDULE
     n_from: int = defaults.DISTILL_FROM
@@ -107,7 +123,7 @@ class DistillConfig:
             raise OptionError("unknown choice {value!r}; choose one of {names}", "lr_decay", value=self.lr_decay,
                               names=", ".join(LR_DECAYS))
         if isinstance(self.teacher_first, bool):  # a run of the one dsd version where it was a flag
-            self.teacher_first = "all" if self.teacher_first else "off"
+            self.teacher_first = teacher_first_rule(self.teacher_first, self.method, self.n_to)
         if self.teacher_first not in TEACHER_FIRST:
             raise OptionError("unknown choice {value!r}; choose one of {names}", "teacher_first",
                               value=self.teacher_first, names=", ".join(TEACHER_FIRST))
@@ -117,12 +133,8 @@ class DistillConfig:
 
     @property
     def first_rule(self) -> str:
-        """`teacher_first` with auto resolved: the last stage for dsd-stage distilling to 2 steps or fewer, where
-        it ends the drift of the long last pair (docs/benchmarks.md); off for 4 steps and more, where the student's
-        own first step converges faster and did not drift, and for the other methods, which keep their update."""
-        if self.teacher_first == "auto":
-            return "last" if self.method == "dsd-stage" and self.n_to <= 2 else "off"
-        return self.teacher_first
+        """`teacher_first` with auto resolved (`teacher_first_rule`)."""
+        return teacher_first_rule(self.teacher_first, self.method, self.n_to)
 
     def teacher_first_in(self, stage: Stage) -> bool:
         """Whether the teacher takes the first half-step of this stage's DSD pairs: in every stage, or only in
