@@ -1,20 +1,25 @@
 """When does distilling pay? Training-free solvers on the undistilled models next to the shipped DSD models.
 
     python benchmarks/solvers.py [--num 1000] [--seeds 3] [--models digits digits-v digits-cond]
-                                 [--steps 2 4 8 16] [--guidance 3] [--write]
+                                 [--steps 2 4 8 16] [--guidance 3] [--class all] [--section solvers] [--write]
+    python benchmarks/solvers.py --models emoji16-cond --steps 2 4 8 --guidance 2 --class data \
+                                 --section solvers-emoji --write
 
 For each undistilled model in `--models`: DDIM, DPM-Solver++(2M), DPM-Solver++(3M) and UniPC (bh2) at each of
 `--steps` (`dsd eval --model M --steps N --sampler S`), DDIM at 64 steps as the reference, and the shipped
 DSD-distilled versions of the model (`M-dsdN`, for the N of `--steps` that are shipped) at their own step count with
 DDIM, their default. FD / precision / recall are the mean ± sd over noise seeds 0…K−1 (`--seeds`), n = `--num` each,
-digits-classifier features against the training digits (`dsd eval`'s path); every row of a seed starts from the
-same noise. NFE per image is counted, not assumed: classifier-free guidance costs two network evaluations a step.
+in the features of the model's data set's classifier against its train split, as `dsd eval` chooses them (digits,
+emoji16, emoji); every row of a seed starts from the same noise. NFE per image is counted, not assumed:
+classifier-free guidance costs two network evaluations a step.
 
-The class-conditional `digits-cond` samples every digit in turn (`dsd eval`'s default `--class all`) at one guidance
-scale for all its rows, by default w = 3: the scale `digits-cond-dsd8` was distilled with and samples at by default
-(the undistilled model's own default is w = 1, plain conditional sampling, which would not compare like with like);
-its rows add how often the shipped classifier names the digit asked for. `--write` replaces the solvers section of
-docs/benchmarks.md; `--json PATH` keeps every number (each seed's) for a later look.
+A class-conditional model samples the classes of `--class` (default `all`: every class in turn; `data`: in the
+proportions of the reference's labels, which the imbalanced emoji categories need) at one guidance scale for all
+its rows, by default w = 3: the scale `digits-cond-dsd8` was distilled with and samples at by default (the
+undistilled model's own default is w = 1, plain conditional sampling, which would not compare like with like);
+its rows add how often the shipped classifier names the class asked for. `--write` replaces the section
+`--section` (default `solvers`) of docs/benchmarks.md; `--json PATH` keeps every number (each seed's) for a later
+look.
 """
 
 from __future__ import annotations
@@ -30,15 +35,16 @@ from quality import write_section  # noqa: E402  (benchmarks/ is the script's fo
 
 from dsd_core.builtins import available_builtins
 from dsd_core.checkpoint import load_model
-from dsd_core.evaluate import across_seeds, digits_reference, evaluate, per_class_accuracy
-from dsd_core.features import DigitsFeatures
+from dsd_core.classes import class_ids, class_names_of
+from dsd_core.evaluate import across_seeds, evaluate, get_reference, named_data, per_class_accuracy
+from dsd_core.features import ClassifierFeatures
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
 from dsd_core.nfe import NFECounter
 from dsd_core.sampling import sample
 from dsd_core.solvers_plan import LABEL, SAMPLERS
 
-START, END = "<!-- solvers:start -->", "<!-- solvers:end -->"
+SECTION = "solvers"  # docs/benchmarks.md's markers: <!-- solvers:start --> … <!-- solvers:end -->
 MODELS = ("digits", "digits-v", "digits-cond")
 STEPS = (2, 4, 8, 16)
 REFERENCE_STEPS = 64
@@ -66,11 +72,25 @@ def rows_for(base: str, steps: list[int], shipped: list[str]) -> list[Row]:
     return rows
 
 
-def score(row: Row, num: int, seeds: int, guidance: float, ref, feats) -> dict:
+def judge(base: str):
+    """The reference and features `dsd eval` would choose for the base model: its data set's train split and
+    classifier."""
+    loaded = load_model(base)
+    cfg = loaded.model.config
+    data = loaded.meta.get("provenance", {}).get("data")
+    ref = get_reference(named_data((cfg.image_size, cfg.image_size, cfg.in_channels), data) or "digits")
+    return ref, ClassifierFeatures(named_data(ref.images.shape[1:], ref.name) or "digits")
+
+
+def score(row: Row, num: int, seeds: int, guidance: float, class_spec: str, ref, feats) -> dict:
     """Sample the row's model once per seed, score each draw; mean ± sd over the seeds."""
     loaded, counter = load_model(row.model), NFECounter()
-    conditional = null_class(loaded.model) is not None
+    k = null_class(loaded.model)
+    conditional = k is not None
     classes, w = resolve(loaded.model, loaded.guidance, None, guidance if conditional else None, num)
+    if conditional:
+        names = class_names_of(loaded.meta.get("provenance", {}).get("data"))
+        classes = class_ids(class_spec, num, k, names, ref.label_counts)
     runs, accuracy, seconds = [], [], 0.0
     for seed in range(seeds):
         start = time.perf_counter()
@@ -99,7 +119,7 @@ def table(results: list[dict]) -> str:
     """One table: method, sampler, steps, NFE / image, FD, precision, recall (and the asked-for digit)."""
     cond = any("accuracy" in r for r in results)
     head = ("| model | method | sampler | steps | NFE / image | FD | precision | recall |"
-            + (" asked-for digit (%) |" if cond else ""))
+            + (" asked-for class (%) |" if cond else ""))
     lines = [head, "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if cond else "")]
     for r in results:
         s = r["scores"]
@@ -115,13 +135,18 @@ def table(results: list[dict]) -> str:
 
 
 def section(results: list[dict], args: argparse.Namespace) -> str:
+    conditional = any(r["guidance"] is not None for r in results)
     command = (f"python benchmarks/solvers.py --num {args.num} --seeds {args.seeds} --models {' '.join(args.models)} "
                f"--steps {' '.join(map(str, args.steps))}"
-               + (f" --guidance {args.guidance:g}" if "digits-cond" in args.models else "")
+               + (f" --guidance {args.guidance:g}" if conditional else "")
+               + (f" --class {args.class_spec}" if conditional and args.class_spec != "all" else "")
+               + (f" --section {args.section}" if args.section != SECTION else "")
                + (f" --threads {args.threads}" if args.threads else "") + " --write")
+    judged = sorted({f"{r['features']}-classifier features against the {r['reference']} train split"
+                     for r in results})
     parts = [f"Command: `{command}` — {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
              f"torch threads, torch {torch.__version__}. FD, precision and recall: mean ± sd over noise seeds "
-             f"0…{args.seeds - 1}, n = {args.num} each, digits-classifier features against the training digits; every "
+             f"0…{args.seeds - 1}, n = {args.num} each, {'; '.join(judged)}; every "
              "row of a seed starts from the same noise. NFE per image as counted (guidance: two per step). "
              "Undistilled rows use `--sampler`; the DSD rows are the shipped distilled models with DDIM, their "
              "default. By construction (diffusers' rules) every solver is DDIM at 2 steps (the last step is first "
@@ -132,7 +157,10 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
         title = f"**{base}**"
         if rows and rows[0]["guidance"] is not None:
             w = rows[0]["guidance"]
-            title += (f", every digit in turn, classifier-free guidance w = {w:g} in every row"
+            mix = "every class in turn" if args.class_spec == "all" else f"classes: {args.class_spec}"
+            if args.class_spec == "data":
+                mix = "classes in the proportions of the reference's labels"
+            title += (f", {mix}, classifier-free guidance w = {w:g} in every row"
                       + (" (the scale digits-cond-dsd8 was distilled with)" if w == GUIDANCE else ""))
         parts += [title, table(rows)]
     return "\n\n".join(parts)
@@ -147,7 +175,12 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=list(STEPS),
                         help=f"step counts of the solvers (default: {' '.join(map(str, STEPS))})")
     parser.add_argument("--guidance", type=float, default=GUIDANCE,
-                        help=f"guidance w of every digits-cond row (default {GUIDANCE:g})")
+                        help=f"guidance w of every row of a conditional model (default {GUIDANCE:g})")
+    parser.add_argument("--class", dest="class_spec", default="all",
+                        help="classes of a conditional model: all (in turn), data (the reference's mix), an id or "
+                             "a name (default all)")
+    parser.add_argument("--section", default=SECTION, help=f"docs/benchmarks.md section to write (default "
+                                                           f"{SECTION})")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", help="also write every result (each seed's scores) to this file")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
@@ -160,16 +193,19 @@ def main() -> None:
         parser.error("--steps must be ≥ 1, --seeds ≥ 1 and --num ≥ 10")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ref, feats = digits_reference(), DigitsFeatures()
-    results = [score(row, args.num, args.seeds, args.guidance, ref, feats)
-               for base in args.models for row in rows_for(base, args.steps, shipped)]
+    results = []
+    for base in args.models:
+        ref, feats = judge(base)
+        results += [{**score(row, args.num, args.seeds, args.guidance, args.class_spec, ref, feats),
+                     "reference": ref.name, "features": feats.name}
+                    for row in rows_for(base, args.steps, shipped)]
     text = section(results, args)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     if args.write:
-        write_section(text, START, END)
+        write_section(text, f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->")
 
 
 if __name__ == "__main__":
