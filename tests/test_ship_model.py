@@ -1,10 +1,11 @@
 """scripts/ship_model.py: a built-in stored as float16 loads into the float32 network and samples exactly as
-that network with its weights rounded to float16 would."""
+that network with its weights rounded to float16 would; a distilled one names its built-in base."""
 
 import dataclasses
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from dsd_core.checkpoint import load_model, load_tensors, save_model
@@ -46,3 +47,16 @@ def test_guidance_sets_the_scale_a_conditional_model_samples_with(tmp_path):
                       NoiseSchedule("linear"), "eps", ema=True)
     out = _script().half_copy(cond, tmp_path / "half.safetensors", guidance=2.0)
     assert load_model(out).guidance == 2.0 and load_model(cond).guidance is None
+
+
+def test_base_names_the_builtin_a_distilled_model_came_from(tiny_ckpt, tmp_path):
+    torch.manual_seed(3)
+    distilled = save_model(tmp_path / "d.safetensors", UNet(TINY), NoiseSchedule("linear"), "v", ema=True,
+                           provenance={"method": "dsd-stage", "base_model": "/home/me/runs/base/model.safetensors",
+                                       "base_sha256": "ab12"})
+    out = _script().half_copy(distilled, tmp_path / "half.safetensors", base="emoji16-cond")
+    provenance = load_tensors(out)[1]["provenance"]
+    assert provenance == {"method": "dsd-stage", "base_model": "emoji16-cond", "base_sha256": "ab12",
+                          "base_weights": "float32"}
+    with pytest.raises(SystemExit, match="not distilled from a base model"):
+        _script().half_copy(tiny_ckpt, tmp_path / "half2.safetensors", base="digits")
