@@ -6,12 +6,12 @@
                                  --section solvers-emoji --write
 
 For each undistilled model in `--models`: DDIM, DPM-Solver++(2M), DPM-Solver++(3M) and UniPC (bh2) at each of
-`--steps` (`dsd eval --model M --steps N --sampler S`), DDIM at 64 steps as the reference, and the shipped
-DSD-distilled versions of the model (`M-dsdN`, for the N of `--steps` that are shipped) at their own step count with
-DDIM, their default. FD / precision / recall are the mean ± sd over noise seeds 0…K−1 (`--seeds`), n = `--num` each,
-in the features of the model's data set's classifier against its train split, as `dsd eval` chooses them (digits,
-emoji16, emoji); every row of a seed starts from the same noise. NFE per image is counted, not assumed:
-classifier-free guidance costs two network evaluations a step.
+`--steps` (`dsd eval --model M --steps N --sampler S`), DDIM at 64 steps as the reference (`--reference-steps`),
+and the shipped DSD-distilled versions of the model (`M-dsdN`, for the N of `--steps` that are shipped) at their own
+step count with DDIM, their default. FD / precision / recall are the mean ± sd over noise seeds 0…K−1 (`--seeds`),
+n = `--num` each, in the features of the model's data set's classifier against its train split, as `dsd eval`
+chooses them (digits, emoji16, emoji); every row of a seed starts from the same noise. NFE per image is counted,
+not assumed: classifier-free guidance costs two network evaluations a step.
 
 A class-conditional model samples the classes of `--class` (default `all`: every class in turn; `data`: in the
 proportions of the reference's labels, which the imbalanced emoji categories need) at one guidance scale for all
@@ -62,9 +62,10 @@ class Row:
     steps: int
 
 
-def rows_for(base: str, steps: list[int], shipped: list[str]) -> list[Row]:
-    """The reference, every solver at every step count, then the shipped distilled models; by step count."""
-    rows = [Row(base, base, "undistilled", "ddim", REFERENCE_STEPS)]
+def rows_for(base: str, steps: list[int], shipped: list[str], reference_steps: int = REFERENCE_STEPS) -> list[Row]:
+    """The reference (none for `reference_steps` 0), every solver at every step count, then the shipped distilled
+    models; by step count."""
+    rows = [Row(base, base, "undistilled", "ddim", reference_steps)] if reference_steps else []
     for n in sorted(steps):
         rows += [Row(base, base, "undistilled", s, n) for s in SAMPLERS]
         if n in DISTILLED_STEPS and f"{base}-dsd{n}" in shipped:
@@ -115,7 +116,7 @@ def cell(spread: dict, digits: int, scale: float = 1.0) -> str:
     return f"{scale * spread['mean']:.{digits}f} ± {scale * spread['sd']:.{digits}f}"
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], reference_steps: int = REFERENCE_STEPS) -> str:
     """One table: method, sampler, steps, NFE / image, FD, precision, recall (and the asked-for digit)."""
     cond = any("accuracy" in r for r in results)
     head = ("| model | method | sampler | steps | NFE / image | FD | precision | recall |"
@@ -124,7 +125,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         s = r["scores"]
         method = r["method"]
-        if r["steps"] == REFERENCE_STEPS and r["sampler"] == "ddim" and method == "undistilled":
+        if r["steps"] == reference_steps and r["sampler"] == "ddim" and method == "undistilled":
             method += ", reference"
         line = (f"| {r['model']} | {method} | {LABEL[r['sampler']]} | {r['steps']} | {r['nfe']:g} | {cell(s['fd'], 2)} "
                 f"| {cell(s['precision'], 3)} | {cell(s['recall'], 3)} |")
@@ -141,6 +142,7 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                + (f" --guidance {args.guidance:g}" if conditional else "")
                + (f" --class {args.class_spec}" if conditional and args.class_spec != "all" else "")
                + (f" --section {args.section}" if args.section != SECTION else "")
+               + (f" --reference-steps {args.reference_steps}" if args.reference_steps != REFERENCE_STEPS else "")
                + (f" --threads {args.threads}" if args.threads else "") + " --write")
     judged = sorted({f"{r['features']}-classifier features against the {r['reference']} train split"
                      for r in results})
@@ -162,7 +164,7 @@ def section(results: list[dict], args: argparse.Namespace) -> str:
                 mix = "classes in the proportions of the reference's labels"
             title += (f", {mix}, classifier-free guidance w = {w:g} in every row"
                       + (" (the scale digits-cond-dsd8 was distilled with)" if w == GUIDANCE else ""))
-        parts += [title, table(rows)]
+        parts += [title, table(rows, args.reference_steps)]
     return "\n\n".join(parts)
 
 
@@ -179,6 +181,8 @@ def main() -> None:
     parser.add_argument("--class", dest="class_spec", default="all",
                         help="classes of a conditional model: all (in turn), data (the reference's mix), an id or "
                              "a name (default all)")
+    parser.add_argument("--reference-steps", type=int, default=REFERENCE_STEPS,
+                        help=f"DDIM steps of the reference row (default {REFERENCE_STEPS}; 0: no reference row)")
     parser.add_argument("--section", default=SECTION, help=f"docs/benchmarks.md section to write (default "
                                                            f"{SECTION})")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -189,8 +193,8 @@ def main() -> None:
     unknown = [m for m in args.models if m not in shipped]
     if unknown:
         parser.error(f"not a shipped model: {', '.join(unknown)} (shipped: {', '.join(shipped)})")
-    if any(n < 1 for n in args.steps) or args.seeds < 1 or args.num < 10:
-        parser.error("--steps must be ≥ 1, --seeds ≥ 1 and --num ≥ 10")
+    if any(n < 1 for n in args.steps) or args.seeds < 1 or args.num < 10 or args.reference_steps < 0:
+        parser.error("--steps must be ≥ 1, --seeds ≥ 1, --num ≥ 10 and --reference-steps ≥ 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
@@ -198,7 +202,7 @@ def main() -> None:
         ref, feats = judge(base)
         results += [{**score(row, args.num, args.seeds, args.guidance, args.class_spec, ref, feats),
                      "reference": ref.name, "features": feats.name}
-                    for row in rows_for(base, args.steps, shipped)]
+                    for row in rows_for(base, args.steps, shipped, args.reference_steps)]
     text = section(results, args)
     print(text)
     if args.json:
