@@ -15,6 +15,7 @@ from textual.binding import Binding
 
 from dsd_core import __version__
 from dsd_core.runs import RunPaths
+from dsd_core.threads import usable_cpus
 
 from .tui.catalog import FALLBACK, Catalog
 from .tui.process import RunProcess
@@ -41,11 +42,15 @@ class DsdApp(App):
     ]
 
     def __init__(self, attach: Path | None = None, runs_root: Path = Path("runs"), catalog: Catalog | None = None,
-                 threads: int = 1, hang_after: float = 60.0):
+                 threads: int | None = None, hang_after: float = 60.0):
         super().__init__()
         self.attach, self.runs_root = attach, Path(runs_root)
         self.catalog = catalog or FALLBACK
-        self.threads, self.hang_after = threads, hang_after
+        # new runs: one thread unless told (a run spins its cores; a second job beside it would collapse it);
+        # the sampler: every usable CPU unless told, since onnxruntime runs without spinning here and gains
+        # from a second core even on a busy machine (docs/benchmarks.md, "A key press in the sampler")
+        self.threads, self.hang_after = threads or 1, hang_after
+        self.sample_threads = threads or usable_cpus()
         self.processes: list[RunProcess] = []
 
     def on_mount(self) -> None:
@@ -109,15 +114,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="dsd-tui", description="The dsd terminal app.")
     parser.add_argument("--attach", type=Path, metavar="RUN_DIR", help="watch this run folder (running or not)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where new runs go (default: ./runs)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for new runs and sampling (default 1; a resumed run keeps its own)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for new runs and sampling (default: 1 for runs, every usable CPU for "
+                             "sampling; a resumed run keeps its own)")
     parser.add_argument("--hang-after", type=float, default=60.0, metavar="S",
                         help="warn when a running run has written no event for S seconds (default 60)")
     args = parser.parse_args(argv)
     attach = RunPaths(args.attach) if args.attach is not None else None
     if attach is not None and not attach.config_path.is_file() and not attach.events_path.is_file():
         parser.exit(2, f"error: {args.attach} is not a run folder (no config.json or events.jsonl)\n")
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         parser.exit(2, f"error: --threads must be at least 1, got {args.threads}\n")
     return args
 

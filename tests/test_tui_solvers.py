@@ -82,10 +82,12 @@ class FakeOnnx:
     provider, num_classes, image_shape = "CPUExecutionProvider", 0, (1, 8, 8)
     DISTILLED: int | None = None
     opened: list[Path] = []
+    threads: list[int | None] = []
 
     def __init__(self, path, threads=None, provider="auto"):
         path = Path(path)
         self.opened.append(path)
+        FakeOnnx.threads.append(threads)
         stem, _, tail = path.stem.rpartition("steps")
         self.steps = int(stem.rsplit("-", 1)[-1])
         self.sampler = tail.lstrip("-") or "ddim"
@@ -102,7 +104,7 @@ def fakes(monkeypatch):
     import exporters.runtime
 
     requests: list[tuple] = []
-    FakeOnnx.opened = []
+    FakeOnnx.opened, FakeOnnx.threads = [], []
     FakeOnnx.DISTILLED = None
     monkeypatch.setattr(exporters.runtime, "OnnxSampler", FakeOnnx)
 
@@ -152,6 +154,7 @@ async def test_v_cycles_the_solvers_each_exported_once_and_sampled_from_its_own_
         assert screen.source == model and "v" in footer_keys(app) and screen.query_one("#solver").display
         assert (screen.latest.sampler, screen.latest.steps) == ("ddim", 4)  # DDIM by default
         assert FakeOnnx.opened == [files[4]] and fakes == []
+        assert FakeOnnx.threads == [app.sample_threads]  # every usable CPU unless --threads: no spinning there
         assert "seed 0 · 4 steps · DDIM ·" in info(screen)
 
         for i, solver in enumerate(SAMPLERS[1:]):

@@ -192,7 +192,7 @@ class SamplerScreen(Screen):
                 sampler = self.samplers.get(path)
                 num = self.capacity(sampler.image_shape if sampler else (1, 8, 8))
                 if sampler is None:
-                    sampler = self.samplers[path] = OnnxSampler(path, threads=self.app.threads)
+                    sampler = self.samplers[path] = OnnxSampler(path, threads=self.app.sample_threads)
                     num = self.capacity(sampler.image_shape)
                     sampler.sample(num, seed)  # onnxruntime's first run on a shape is slow: not a key press's
                 start = self.clock()
