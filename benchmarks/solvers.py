@@ -36,7 +36,14 @@ from quality import write_section  # noqa: E402  (benchmarks/ is the script's fo
 from dsd_core.builtins import available_builtins
 from dsd_core.checkpoint import load_model
 from dsd_core.classes import class_ids, class_names_of
-from dsd_core.evaluate import across_seeds, evaluate, get_reference, named_data, per_class_accuracy
+from dsd_core.evaluate import (
+    across_seeds,
+    default_features,
+    default_reference,
+    evaluate,
+    get_reference,
+    per_class_accuracy,
+)
 from dsd_core.features import ClassifierFeatures
 from dsd_core.guidance import null_class, resolve
 from dsd_core.images import to_uint8
@@ -79,8 +86,8 @@ def judge(base: str):
     loaded = load_model(base)
     cfg = loaded.model.config
     data = loaded.meta.get("provenance", {}).get("data")
-    ref = get_reference(named_data((cfg.image_size, cfg.image_size, cfg.in_channels), data) or "digits")
-    return ref, ClassifierFeatures(named_data(ref.images.shape[1:], ref.name) or "digits")
+    ref = get_reference(default_reference((cfg.image_size, cfg.image_size, cfg.in_channels), data))
+    return ref, ClassifierFeatures(default_features(ref))
 
 
 def score(row: Row, num: int, seeds: int, guidance: float, class_spec: str, ref, feats) -> dict:

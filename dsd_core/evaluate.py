@@ -136,6 +136,18 @@ def named_data(shape: tuple[int, ...], data: str | None = None) -> str | None:
     return next((name for name, spec in SPECS.items() if spec.shape == tuple(shape)), None)
 
 
+def default_reference(shape: tuple[int, ...], data: str | None = None) -> str:
+    """The reference `dsd eval` compares images of `shape` (from a model trained on `data`) with unless told:
+    their shipped data set, else the digits."""
+    return named_data(shape, data) or "digits"
+
+
+def default_features(reference: Reference) -> str:
+    """The features `dsd eval` judges against `reference` unless told: its data set's classifier (for real images:
+    the one of their size), else the digits'."""
+    return named_data(reference.images.shape[1:], reference.name) or "digits"
+
+
 def scores(real_feats: np.ndarray, fake_feats: np.ndarray, k: int = 3) -> dict:
     precision, recall = precision_recall(real_feats, fake_feats, k=k)
     density, coverage = density_coverage(real_feats, fake_feats, k=5)

@@ -24,9 +24,10 @@ from dsd_core.evaluate import (
     across_seeds,
     check_features,
     check_samples,
+    default_features,
+    default_reference,
     evaluate,
     get_reference,
-    named_data,
     per_class_accuracy,
     read_samples,
     small_n_message,
@@ -134,9 +135,9 @@ def eval_command(
             cfg = loaded.model.config
             shape = (cfg.image_size, cfg.image_size, cfg.in_channels)
             data = loaded.meta.get("provenance", {}).get("data")
-        ref = get_reference(reference or named_data(shape, data) or "digits")
+        ref = get_reference(reference or default_reference(shape, data))
         if extractor is None:  # the classifier of the reference's data set (for real images: of their size)
-            extractor = get_extractor(named_data(ref.images.shape[1:], ref.name) or "digits", inception, dev)
+            extractor = get_extractor(default_features(ref), inception, dev)
         check_features(extractor, ref)
         if model is None:
             check_samples(images, ref)
