@@ -15,7 +15,7 @@ from textual.binding import Binding
 
 from dsd_core import __version__
 from dsd_core.runs import RunPaths
-from dsd_core.threads import usable_cpus
+from dsd_core.threads import onnx_threads
 
 from .tui.catalog import FALLBACK, Catalog
 from .tui.process import RunProcess
@@ -47,10 +47,9 @@ class DsdApp(App):
         self.attach, self.runs_root = attach, Path(runs_root)
         self.catalog = catalog or FALLBACK
         # new runs: one thread unless told (a run spins its cores; a second job beside it would collapse it);
-        # the sampler: every usable CPU unless told, since onnxruntime runs without spinning here and gains
-        # from a second core even on a busy machine (docs/benchmarks.md, "A key press in the sampler")
+        # the sampler: every usable core unless told (dsd_core.threads.onnx_threads)
         self.threads, self.hang_after = threads or 1, hang_after
-        self.sample_threads = threads or usable_cpus()
+        self.sample_threads = threads or onnx_threads()
         self.processes: list[RunProcess] = []
 
     def on_mount(self) -> None:

@@ -180,12 +180,13 @@ async def test_an_attached_run_stopped_from_here_reads_as_stopped(tmp_path):
         assert "stopped at update 1" in message(screen) and "failed" not in message(screen)
 
 
-def test_threads_default_to_one_for_runs_and_every_usable_cpu_for_sampling(monkeypatch):
+def test_threads_default_to_one_for_runs_and_every_usable_core_for_sampling(monkeypatch):
     """A new run gets one thread unless told (a spinning run beside other work collapses); the sampler's
-    onnxruntime, which does not spin, every usable CPU; `--threads N` sets both."""
+    onnxruntime, which does not spin, every usable core (dsd_core.threads.onnx_threads); `--threads N` sets
+    both."""
     import dsd_tui.app as app_module
 
-    monkeypatch.setattr(app_module, "usable_cpus", lambda: 6)
+    monkeypatch.setattr(app_module, "onnx_threads", lambda: 6)
     assert parse_args([]).threads is None
     default = DsdApp(threads=parse_args([]).threads)
     assert (default.threads, default.sample_threads) == (1, 6)

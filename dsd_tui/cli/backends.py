@@ -134,10 +134,10 @@ def ort_drawer(model: str | None, steps: int | None, spacing: str | None, clip: 
                                  sampler_name or "ddim", broken)
 
         path, steps = export()
-    if threads is None:  # the same policy as torch's threads (dsd_core.threads), without importing torch
-        from dsd_core.threads import default_threads, usable_cpus
+    if threads is None:  # without importing torch
+        from dsd_core.threads import onnx_threads
 
-        threads = default_threads(usable_cpus())
+        threads = onnx_threads()
     try:
         sampler = OnnxSampler(path, threads, provider, batch)
     except DsdError as exc:
