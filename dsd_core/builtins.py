@@ -13,7 +13,8 @@ from pathlib import Path
 BUILTIN_MODELS = {name: f"{name}.safetensors" for name in (
     "digits", "digits-dsd8", "digits-dsd4", "digits-dsd2",
     "digits-v", "digits-v-dsd8", "digits-v-dsd4", "digits-v-dsd2",
-    "digits-cond", "digits-cond-dsd8", "emoji16-cond", "emoji16-cond-dsd8", "emoji16-cond-dsd4")}
+    "digits-cond", "digits-cond-dsd8", "emoji16-cond", "emoji16-cond-dsd8", "emoji16-cond-dsd4",
+    "emoji16-cond-dsd2")}
 
 
 def builtin_path(name: str) -> Path:

@@ -27,7 +27,8 @@ def test_the_emoji_model_ships_as_a_float16_rgb_category_model():
     assert float(images.abs().max()) <= 1.0
 
 
-@pytest.mark.parametrize("name, steps", [("emoji16-cond-dsd8", 8), ("emoji16-cond-dsd4", 4)])
+@pytest.mark.parametrize("name, steps", [("emoji16-cond-dsd8", 8), ("emoji16-cond-dsd4", 4),
+                                         ("emoji16-cond-dsd2", 2)])
 def test_the_distilled_emoji_models_ship_with_their_steps_guidance_and_base(name, steps):
     """DSD-distilled from emoji16-cond at w = 2: they sample at their own step count and that scale by default,
     name their built-in base, and make finite RGB images of the asked-for category's shape."""
