@@ -36,7 +36,7 @@ def physical_cores(cpus: set[int], root: Path = Path("/sys/devices/system/cpu"))
         topology = root / f"cpu{cpu}" / "topology"
         for name in ("core_cpus_list", "thread_siblings_list"):  # the second: kernels before 5.8
             try:
-                cores.add(((topology / name).read_text().strip()))
+                cores.add((topology / name).read_text().strip())
                 break
             except OSError:
                 continue

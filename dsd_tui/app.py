@@ -114,8 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attach", type=Path, metavar="RUN_DIR", help="watch this run folder (running or not)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="where new runs go (default: ./runs)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for new runs and sampling (default: 1 for runs, every usable CPU for "
-                             "sampling; a resumed run keeps its own)")
+                        help="CPU threads for new runs and sampling (default: 1 for runs, every usable physical "
+                             "core for sampling; a resumed run keeps its own)")
     parser.add_argument("--hang-after", type=float, default=60.0, metavar="S",
                         help="warn when a running run has written no event for S seconds (default 60)")
     args = parser.parse_args(argv)

@@ -154,7 +154,7 @@ async def test_v_cycles_the_solvers_each_exported_once_and_sampled_from_its_own_
         assert screen.source == model and "v" in footer_keys(app) and screen.query_one("#solver").display
         assert (screen.latest.sampler, screen.latest.steps) == ("ddim", 4)  # DDIM by default
         assert FakeOnnx.opened == [files[4]] and fakes == []
-        assert FakeOnnx.threads == [app.sample_threads]  # every usable CPU unless --threads: no spinning there
+        assert FakeOnnx.threads == [app.sample_threads]  # every usable core unless --threads: no spinning there
         assert "seed 0 · 4 steps · DDIM ·" in info(screen)
 
         for i, solver in enumerate(SAMPLERS[1:]):
